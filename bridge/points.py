@@ -1,0 +1,153 @@
+"""The vocabulary: tables, data types, byte/word orders and the datapoint.
+
+A `Datapoint` that exists is valid: it checks itself on construction, so the
+codec, the coalescer and the command parser never re-check it. Addresses here
+are protocol addresses (0-based); `address_base` is applied by the config.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Value = bool | int | float | str
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+# Topic words a datapoint may not take: they are the device's own sub-topics.
+RESERVED_NAMES = frozenset({"set", "get", "request", "response", "availability"})
+
+
+class Table(StrEnum):
+    HOLDING = "holding"
+    INPUT = "input"
+    COIL = "coil"
+    DISCRETE = "discrete"
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE)
+
+    @property
+    def is_writable(self) -> bool:
+        return self in (Table.HOLDING, Table.COIL)
+
+    @property
+    def max_read(self) -> int:
+        """Largest count one read request may ask for (Modbus spec)."""
+        return 2000 if self.is_bits else 125
+
+
+class DataType(StrEnum):
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+    BOOL = "bool"
+
+    @property
+    def words(self) -> int:
+        """Registers the type spans (strings: per `Datapoint.length`)."""
+        return _WORDS.get(self, 1)
+
+    @property
+    def is_integer(self) -> bool:
+        return self in _WORDS and not self.is_float
+
+    @property
+    def is_float(self) -> bool:
+        return self in (DataType.FLOAT32, DataType.FLOAT64)
+
+    @property
+    def is_signed(self) -> bool:
+        return self in (DataType.INT16, DataType.INT32, DataType.INT64)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self in _WORDS
+
+
+_WORDS = {
+    DataType.INT16: 1, DataType.UINT16: 1,
+    DataType.INT32: 2, DataType.UINT32: 2, DataType.FLOAT32: 2,
+    DataType.INT64: 4, DataType.UINT64: 4, DataType.FLOAT64: 4,
+}
+
+
+class Order(StrEnum):
+    BIG = "big"
+    LITTLE = "little"
+
+
+@dataclass(frozen=True)
+class Datapoint:
+    """One named value of a device: where it lives and how it is encoded."""
+
+    name: str
+    table: Table
+    address: int
+    type: DataType
+    scale: float = 1.0
+    offset: float = 0.0
+    word_order: Order = Order.BIG
+    byte_order: Order = Order.BIG
+    bit: int | None = None
+    length: int | None = None  # registers, strings only
+    values: Mapping[int, str] = field(default_factory=dict)  # value map, raw -> label
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+    unit: str | None = None
+
+    def __post_init__(self) -> None:
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"datapoint {self.name!r}: {problem}")
+
+    def _problem(self) -> str | None:  # noqa: PLR0911 - one rule per line reads best
+        if not NAME_RE.match(self.name):
+            return "name must match [A-Za-z0-9_]+"
+        if self.name in RESERVED_NAMES:
+            return f"name is reserved ({', '.join(sorted(RESERVED_NAMES))})"
+        if self.table.is_bits and self.type is not DataType.BOOL:
+            return f"{self.table} datapoints must be of type bool"
+        if self.bit is not None and (self.table.is_bits or self.type is not DataType.BOOL):
+            return "bit is only for bool datapoints in holding/input registers"
+        if self.bit is not None and not 0 <= self.bit <= 15:
+            return "bit must be 0..15"
+        if (self.length is not None) != (self.type is DataType.STRING):
+            return "length is required for string datapoints and only for them"
+        if self.length is not None and not 1 <= self.length <= 125:
+            return "length must be 1..125 registers"
+        if not 0 <= self.address or self.address + self.count > 65536:
+            return f"span {self.address}..{self.address + self.count - 1} is outside 0..65535"
+        if self.writable and not self.table.is_writable:
+            return f"{self.table} datapoints cannot be writable"
+        if self.min is not None and self.max is not None and self.min > self.max:
+            return "min must be <= max"
+        if self.scale == 0:
+            return "scale must not be 0"
+        if self.values and not self.type.is_integer:
+            return "a value map needs an integer type"
+        return None
+
+    @property
+    def count(self) -> int:
+        """Registers (or bits, on coil/discrete tables) the datapoint spans."""
+        if self.table.is_bits or self.type is DataType.BOOL:
+            return 1
+        if self.type is DataType.STRING:
+            assert self.length is not None
+            return self.length
+        return self.type.words
+
+    @property
+    def end(self) -> int:
+        """One past the last address."""
+        return self.address + self.count
