@@ -11,7 +11,8 @@ pymodbus client. The worker decides the order:
 - a unit that stopped answering backs off (one timeout, doubling, capped): its
   polls and retries wait in the queue until then, so they never run back to
   back while healthy units on the same port are waiting. A command's *first*
-  attempt is always tried, so a person gets a real answer;
+  attempt is always tried, so a person gets a real answer. Only a unit that was
+  answering is retried at all; one already failing gets one attempt per request;
 - the line is kept silent for `frame_gap` between frames (pymodbus does not do
   it, #2911), and after the first timeout of a unit that used to answer for one
   more timeout, so a late reply cannot be taken for the next request's answer
@@ -230,6 +231,9 @@ class Bus:
         while True:
             now = time.monotonic()
             wake_at: float | None = None
+            # A command to a unit that is backing off still gets its first attempt,
+            # but only after the waiting items of units that answer.
+            fallback: _Item | None = None
             for item in sorted(self._heap):
                 if item.future.done():  # the caller went away
                     self._heap.remove(item)
@@ -240,14 +244,16 @@ class Bus:
                     item.future.set_exception(Expired("deadline passed while queued"))
                     continue
                 health = self.health(item.unit)
-                exempt = item.priority == Priority.COMMAND and item.first_attempt
-                if exempt or not health.backing_off(now):
-                    self._heap.remove(item)
-                    heapq.heapify(self._heap)
-                    return item
+                if not health.backing_off(now):
+                    return self._take(item)
+                if item.priority == Priority.COMMAND and item.first_attempt:
+                    fallback = fallback or item
+                    continue
                 wake_at = health.ready_at if wake_at is None else min(wake_at, health.ready_at)
                 if item.deadline is not None:
                     wake_at = min(wake_at, item.deadline)
+            if fallback is not None:
+                return self._take(fallback)
             heapq.heapify(self._heap)
             self._wake.clear()
             timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
@@ -255,6 +261,11 @@ class Bus:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+    def _take(self, item: _Item) -> _Item:
+        self._heap.remove(item)
+        heapq.heapify(self._heap)
+        return item
 
     async def _run(self, item: _Item) -> None:
         try:
@@ -313,7 +324,9 @@ class Bus:
         health.failures += 1
         backoff = min(item.timeout * 2 ** (health.failures - 1), self.backoff_max)
         health.ready_at = now + backoff
-        if item.attempts_left > 0 and not item.future.done():
+        # Retry only a unit that was answering until now: it may have missed one frame.
+        # A unit already failing gets one attempt per request, so it cannot hog the line.
+        if item.attempts_left > 0 and health.failures == 1 and not item.future.done():
             item.attempts_left -= 1
             item.first_attempt = False
             item.seq = next(self._seq)  # to the back of its priority class
