@@ -28,6 +28,7 @@ Every pymodbus exception is translated here into `errors.BusError` subclasses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -39,7 +40,7 @@ from typing import Any
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from .errors import Busy, BusError, Expired, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from .errors import BusError, Busy, Expired, ModbusExceptionError, ModbusTimeout, PortUnavailable
 from .points import Table
 
 log = logging.getLogger(__name__)
@@ -206,10 +207,8 @@ class Bus:
         """Stop the worker; everything still queued is answered port_unavailable."""
         if self._worker is not None:
             self._worker.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-            except asyncio.CancelledError:
-                pass
             self._worker = None
         while self._heap:
             item = heapq.heappop(self._heap)
@@ -257,10 +256,8 @@ class Bus:
             heapq.heapify(self._heap)
             self._wake.clear()
             timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
 
     def _take(self, item: _Item) -> _Item:
         self._heap.remove(item)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import codec, coalesce
+from . import coalesce, codec
 from .bus import Bus, Priority
 from .errors import (
     BridgeError,
@@ -24,7 +24,7 @@ ILLEGAL_ADDRESS = 2
 class ReadResult:
     """Values read, and per datapoint the error of those that could not be read."""
 
-    values: dict[str, Value] = field(default_factory=dict)
+    values: dict[str, Value | None] = field(default_factory=dict)  # None: NaN read
     errors: dict[str, BridgeError] = field(default_factory=dict)
 
 

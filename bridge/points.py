@@ -16,7 +16,8 @@ Value = bool | int | float | str
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
 # Topic words a datapoint may not take: they are the device's own sub-topics.
-RESERVED_NAMES = frozenset({"set", "get", "request", "response", "availability"})
+RESERVED_NAMES = frozenset({"set", "get", "request", "response", "availability",
+                            "last_seen"})
 
 
 class Table(StrEnum):
@@ -110,7 +111,7 @@ class Datapoint:
         if problem:
             raise ValueError(f"datapoint {self.name!r}: {problem}")
 
-    def _problem(self) -> str | None:  # noqa: PLR0911 - one rule per line reads best
+    def _problem(self) -> str | None:
         if not NAME_RE.match(self.name):
             return "name must match [A-Za-z0-9_]+"
         if self.name in RESERVED_NAMES:
@@ -125,7 +126,7 @@ class Datapoint:
             return "length is required for string datapoints and only for them"
         if self.length is not None and not 1 <= self.length <= 125:
             return "length must be 1..125 registers"
-        if not 0 <= self.address or self.address + self.count > 65536:
+        if self.address < 0 or self.address + self.count > 65536:
             return f"span {self.address}..{self.address + self.count - 1} is outside 0..65535"
         if self.writable and not self.table.is_writable:
             return f"{self.table} datapoints cannot be writable"

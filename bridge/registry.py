@@ -173,7 +173,7 @@ class ClientRegistry:
             del self.clients[key]
 
     def _find(self, name: str, device_id: str) -> str:
-        """The key of the port `name` (as configured, canonical, or host:port) holding the device."""
+        """The key of the port `name` (configured, canonical, or host:port) holding it."""
         for key, wrapper in self.clients.items():
             names = {key, getattr(wrapper.transport, "port", None)}
             if device_id in wrapper.registered_devices and (
