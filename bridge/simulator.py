@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
@@ -121,7 +121,7 @@ class SimBus(ModbusServerContext):
             await asyncio.sleep(unit.delay)
         return unit
 
-    async def async_getValues(  # type: ignore[override]
+    async def async_getValues(
         self, device_id: int, func_code: int, address: int, count: int = 1
     ) -> list[int] | list[bool] | ExcCodes:
         unit = await self._unit(device_id)
@@ -129,7 +129,7 @@ class SimBus(ModbusServerContext):
             return ExcCodes(unit.exception_code)
         return unit.get(_TABLE_OF_FC[func_code], address, count)
 
-    async def async_setValues(  # type: ignore[override]
+    async def async_setValues(
         self, device_id: int, func_code: int, address: int,
         values: Sequence[int] | Sequence[bool],
     ) -> ExcCodes | None:
@@ -142,7 +142,8 @@ class SimBus(ModbusServerContext):
         return list(self.units)
 
     def trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """Corrupt outgoing frames of units in bad_crc / truncated mode (RTU: byte 0 is the unit)."""
+        """Corrupt outgoing frames of units in bad_crc / truncated mode (RTU: byte 0 is
+        the unit)."""
         if not sending or not data:
             return data
         unit = self.units.get(data[0])
@@ -174,7 +175,7 @@ async def serve_tcp(bus: SimBus, host: str = "127.0.0.1", port: int = 0,
 
 def tcp_server_port(server: ModbusTcpServer) -> int:
     """The port a server bound to port 0 got."""
-    sockets = server.transport.sockets  # type: ignore[union-attr]
+    sockets = cast(Any, server.transport).sockets  # an asyncio Server, typed loosely
     return int(sockets[0].getsockname()[1])
 
 
@@ -183,10 +184,11 @@ class PtyLine:
     for the simulator. `unplug()` kills socat (the device files vanish, as with a USB
     adapter pulled out); `plug()` starts it again with the same link names."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None = None,
+                 name: str = "bridge-end") -> None:
         self._tmp = None if directory else tempfile.mkdtemp(prefix="modbus-line-")
         self.dir = Path(directory or self._tmp or ".")
-        self.client_path = str(self.dir / "bridge-end")
+        self.client_path = str(self.dir / name)
         self.server_path = str(self.dir / "device-end")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -231,10 +233,10 @@ class SimulatedLine:
     """
 
     def __init__(self, units: Sequence[SimUnit], baudrate: int = 19200,
-                 directory: str | None = None) -> None:
+                 directory: str | None = None, name: str = "bridge-end") -> None:
         self.bus = SimBus(units)
         self.baudrate = baudrate
-        self.pty = PtyLine(directory)
+        self.pty = PtyLine(directory, name)
         self.server: ModbusSerialServer | None = None
 
     @property
@@ -251,7 +253,7 @@ class SimulatedLine:
 
     async def unplug(self) -> None:
         if self.server is not None:
-            await self.server.shutdown()
+            await self.server.shutdown()  # type: ignore[no-untyped-call]
             self.server = None
         self.pty.unplug()
 

@@ -90,3 +90,12 @@ async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float
         if loop.time() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    from .broker import Mosquitto
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()

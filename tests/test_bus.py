@@ -166,7 +166,7 @@ async def test_a_slow_unit_does_not_poison_the_next_reply(port, line):
 async def test_unplug_fails_fast_and_replug_recovers_without_a_restart(port, line):
     assert await port.read(1, Table.HOLDING, 0, 1) == [100]
     await line.unplug()
-    with pytest.raises(PortUnavailable, match="no such device|connection lost"):
+    with pytest.raises(PortUnavailable, match=r"no such device|connection lost"):
         await port.read(1, Table.HOLDING, 0, 1)
     started = time.monotonic()
     with pytest.raises(PortUnavailable):

@@ -158,9 +158,9 @@ async def test_registries_are_independent(line):
         await second.close()
 
 
-async def _until(check, timeout=5.0):
+async def _until(check):
     from .conftest import wait_until
-    await wait_until(check, timeout)
+    await wait_until(check, 5.0)
 
 
 def test_simulated_line_fixture_units(line: SimulatedLine):

@@ -1,0 +1,71 @@
+"""CLI: `bridge run | check-config | schema | demo` (also `python -m bridge`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from .errors import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bridge", description="Modbus RTU/TCP <-> MQTT bridge")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="how much to log (default INFO: transitions, not every poll)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the bridge")
+    run.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else ./bridge.yaml)")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", nargs="?", help="config file (default as for run)")
+    sub.add_parser("schema", help="print the config file's JSON Schema")
+    demo = sub.add_parser("demo", help="hardware-free demo: simulated bus, local broker, bridge")
+    demo.add_argument("--port", type=int, default=1884, help="demo broker port (loopback)")
+    demo.add_argument("--duration", type=float, default=0,
+                      help="stop after this many seconds (default: until Ctrl-C)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # pymodbus logs every unanswered request at ERROR; the bridge reports outcomes itself.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    from .config import config_json_schema, load_config
+
+    if args.command == "schema":
+        json.dump(config_json_schema(), sys.stdout, indent=2)
+        print()
+        return 0
+    if args.command == "demo":
+        from .demo import run_demo
+        return asyncio.run(run_demo(args.port, args.duration))
+    path = args.config if args.command == "run" else args.file
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print("invalid configuration:", file=sys.stderr)
+        for where, message in exc.problems:
+            print(f"  {where}: {message}" if where else f"  {message}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        ports = {d.port_key for d in config.devices}
+        print(f"ok: {len(config.devices)} devices on {len(ports)} ports")
+        return 0
+    from .service import Bridge
+
+    async def serve() -> None:
+        await Bridge(config).run()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
