@@ -1,0 +1,43 @@
+# The two commands a newcomer needs:
+#   make demo   - hardware-free demo (simulated RS-485 bus, local broker, bridge)
+#   make test   - the whole test suite
+# Both install what they need first (Debian/Ubuntu: mosquitto, socat; a venv in .venv).
+
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PKGS := mosquitto mosquitto-clients socat
+
+.PHONY: setup system-packages demo test lint bench fuzz
+
+system-packages:
+	@missing=""; for c in mosquitto mosquitto_pub socat; do command -v $$c >/dev/null || missing=1; done; \
+	pkgs="$(APT_PKGS)"; \
+	$(PY) -c 'import ensurepip, venv' 2>/dev/null || { missing=1; pkgs="$$pkgs python3-venv"; }; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing $$pkgs"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; \
+	fi; \
+	$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (PY=python3.11 make ...)")'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+setup: system-packages $(BIN)/python
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+demo: setup
+	$(BIN)/bridge demo
+
+test: setup
+	$(BIN)/ruff check bridge tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.dead_unit
+
+fuzz: setup
+	$(BIN)/python -m benchmarks.fuzz --count 20000
