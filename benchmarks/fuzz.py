@@ -11,9 +11,18 @@ bridge still `online`, the other device's registers untouched.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
 import json
+import logging
 import random
+import tempfile
+import time
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 OPS = ["read_holding_registers", "read_input_registers", "read_coils", "read_discrete_inputs",
        "write_register", "write_registers", "write_coil", "write_coils", "read", "write"]
@@ -71,3 +80,108 @@ def hostile_payloads(count: int, seed: int, names: list[str]) -> Iterator[bytes]
             yield json.dumps(_json_value(rng)).encode()
         else:
             yield json.dumps(_command(rng, names)).encode()
+
+
+# Every code a typed answer may carry (mqtt-api.md), minus `internal`: an internal
+# error is a bug the fuzz run exists to find.
+TYPED_CODES = frozenset({
+    "ok", "invalid_json", "invalid_request", "unknown_datapoint", "not_writable",
+    "out_of_range", "raw_write_disabled", "modbus_exception", "timeout",
+    "port_unavailable", "busy", "expired"})
+REPLIES = "fuzz/replies"
+
+
+@dataclass
+class FuzzReport:
+    sent: int = 0
+    codes: Counter[str] = field(default_factory=Counter)
+    unanswered: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        return (f"{self.sent} payloads in {self.seconds:.1f} s, "
+                f"{self.sent - len(self.unanswered)} answered, "
+                f"{len(self.unanswered)} unanswered, {self.duplicates} duplicated; "
+                f"codes {dict(self.codes.most_common())}")
+
+
+def fuzz_topics(base: str, devices: dict[str, list[str]], rng: random.Random) -> str:
+    device = rng.choice(sorted(devices))
+    kind = rng.random()
+    if kind < 0.6:
+        return f"{base}/{device}/request"
+    if kind < 0.75:
+        return f"{base}/{device}/set"
+    if kind < 0.9:
+        names = [*devices[device], "nope", "x" * 200, "%00"]
+        return f"{base}/{device}/set/{rng.choice(names)}"
+    return f"{base}/{device}/get"
+
+
+async def fuzz(broker_port: int, devices: dict[str, list[str]], count: int, seed: int,
+               base: str = "modbus", answer_timeout: float = 60.0) -> FuzzReport:
+    """Send `count` hostile payloads to the command topics of `devices` (id -> datapoint
+    names), each with an MQTT v5 Response Topic and its number as Correlation Data,
+    and collect one answer per payload."""
+    from tests.broker import probe  # the test-side MQTT client (real broker, bounded waits)
+
+    rng = random.Random(seed)
+    names = sorted({n for dps in devices.values() for n in dps})
+    report = FuzzReport()
+    answers: dict[int, list[str]] = {}
+    started = time.monotonic()
+    async with probe(broker_port, subscribe=f"{REPLIES}/#") as client:
+        for n, payload in enumerate(hostile_payloads(count, seed, names)):
+            await client.publish(fuzz_topics(base, devices, rng), payload,
+                                 response_topic=REPLIES, correlation=str(n).encode())
+            report.sent += 1
+        end = time.monotonic() + answer_timeout
+        read = 0
+        while len(answers) < count and time.monotonic() < end:
+            for m in client.seen[read:]:
+                body = m.json()
+                code = "ok" if body.get("ok") else body["error"]["code"]
+                answers.setdefault(int(m.properties.CorrelationData), []).append(code)
+            read = len(client.seen)
+            client._event.clear()  # woken by the probe's next message
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client._event.wait(), 1.0)
+    report.seconds = time.monotonic() - started
+    report.unanswered = [n for n in range(count) if n not in answers]
+    for codes in answers.values():
+        report.codes.update(codes)
+        report.duplicates += len(codes) - 1
+    return report
+
+
+async def _main() -> None:
+    parser = argparse.ArgumentParser(description="end-to-end fuzz of a running bridge")
+    parser.add_argument("--count", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    from bridge.simulator import SimulatedLine
+    from tests.broker import Mosquitto
+    from tests.conftest import meter_unit
+    from tests.e2e import make_config, points_meter, running_bridge
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Mosquitto(Path(tmp))
+        broker.start()
+        try:
+            async with SimulatedLine([meter_unit(1), meter_unit(2)]) as line:
+                before = dict(line.unit(2).holding)
+                async with running_bridge(make_config(broker.port, line.path)) as bridge:
+                    names = [p["name"] for p in points_meter()]
+                    report = await fuzz(broker.port, {"meter1": names}, args.count, args.seed)
+                    print(report)
+                    print(f"bridge still running: {not bridge.stopping.is_set()}, "
+                          f"meter2 registers untouched: {line.unit(2).holding == before}")
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(_main())

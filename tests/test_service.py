@@ -293,3 +293,27 @@ async def test_the_port_is_released_after_stop(mosquitto, line, registry, serial
     wrapper = registry.register(serial_of(), "after")
     await wrapper.connect_async("after")  # the bridge let go of the port
     assert wrapper.is_connected("after")
+
+
+async def test_without_expiry_the_configured_deadline_applies(mosquitto, line):
+    config = make_config(mosquitto.port, line.path, bus={"command_deadline": 0.5})
+    config["devices"][1]["poll_interval"] = 0  # meter2: commands only, so we count them
+    async with running_bridge(config), probe(mosquitto.port) as p:
+        await p.expect("modbus/bridge/state", lambda m: m.text == "online")  # subscribed
+        unit = line.unit(2)
+        unit.mode, unit.delay = "slow", 0.2  # each read holds the line for 0.2 s
+        before = unit.requests
+        ids = [f"d{n}" for n in range(8)]
+        mark = p.mark()
+        for rid in ids:  # no Message Expiry Interval: bus.command_deadline (0.5 s) applies
+            await p.publish("modbus/meter2/request", json.dumps(
+                {"id": rid, "op": "read_holding_registers", "address": 0, "count": 1}))
+        codes = {}
+        for rid in ids:
+            m = await p.expect("modbus/meter2/response", lambda m, r=rid: m.json()["id"] == r,
+                               after=mark)
+            body = m.json()
+            codes[rid] = "ok" if body["ok"] else body["error"]["code"]
+        assert set(codes.values()) == {"ok", "expired"}, codes
+        # Only the commands that made it within the deadline touched the bus.
+        assert unit.requests - before == sum(code == "ok" for code in codes.values())
