@@ -17,7 +17,6 @@ names, writability and JSON shape of datapoint values are checked.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from types import MappingProxyType
 from typing import Any
 
 from bridge.errors import (
-    InvalidJson,
     InvalidRequest,
     NotWritable,
     OutOfRange,
@@ -33,10 +31,9 @@ from bridge.errors import (
     RequestError,
     UnknownDatapoint,
 )
+from bridge.payload import check_size, kind, load_json, no_duplicates, short
 from bridge.points import Datapoint, Table
 
-MAX_PAYLOAD = 65536  # bytes; checked before decoding so a flood costs nothing
-MAX_DIGITS = 4300  # Python's int<->str limit; longer numbers are refused, not parsed
 MAX_WRITE = {Table.HOLDING: 123, Table.COIL: 1968}  # Modbus spec, FC 16 / FC 15
 
 RAW_READS = {"read_holding_registers": Table.HOLDING, "read_input_registers": Table.INPUT,
@@ -100,90 +97,18 @@ class Rejected(Exception):
         self.op = op
 
 
-def _short(value: object) -> str:
-    """repr() for messages, capped: errors are published, echo little."""
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-class _BadNumber(Exception):
-    pass
-
-
-class _NotJson(Exception):
-    pass
-
-
-def _refuse_constant(name: str) -> Any:
-    # json.loads accepts NaN/Infinity by default; JSON (RFC 8259) does not.
-    raise _NotJson(f"{name} is not JSON")
-
-
-def _parse_int(text: str) -> int:
-    if len(text) > MAX_DIGITS:
-        raise _BadNumber(f"a number with {len(text)} digits is out of range")
-    return int(text)
-
-
-def _check_size(payload: bytes) -> None:
-    if len(payload) > MAX_PAYLOAD:
-        raise InvalidRequest(f"payload of {len(payload)} bytes exceeds the limit of "
-                             f"{MAX_PAYLOAD} bytes")
-
-
-def _load(payload: bytes, duplicates: list[str] | None = None) -> Any:
-    """Decode and parse JSON; refuse what json.loads would accept but we won't."""
-    _check_size(payload)
-    try:
-        text = payload.decode("utf-8-sig")  # a BOM is harmless: tolerate it
-    except UnicodeDecodeError as exc:
-        raise InvalidJson(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        # RFC 8259 leaves duplicate keys undefined; for commands that write to
-        # hardware "the last one wins" is too quiet, so they are refused.
-        obj: dict[str, Any] = {}
-        for key, value in items:
-            if key in obj and duplicates is not None:
-                duplicates.append(key)
-            obj[key] = value
-        return obj
-
-    try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_int=_parse_int,
-                          object_pairs_hook=pairs)
-    except _BadNumber as exc:
-        raise OutOfRange(str(exc)) from None
-    except _NotJson as exc:
-        raise InvalidJson(f"payload is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidJson("payload is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError
-        raise InvalidJson(f"payload is not valid JSON: {exc}") from None
-
-
-def _no_duplicates(duplicates: list[str]) -> None:
-    if duplicates:
-        raise InvalidRequest(f"duplicate key {_short(duplicates[0])}", duplicates[0])
-
-
-def _kind(value: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean",
-            type(None): "null"}.get(type(value), "number")
-
-
 def _int(value: object, name: str, low: int, high: int) -> int:
     # bool is an int in Python but not here; 1.0 is refused: an address is exact.
     if type(value) is not int:
-        raise InvalidRequest(f"{name} must be an integer, got {_kind(value)}", name)
+        raise InvalidRequest(f"{name} must be an integer, got {kind(value)}", name)
     if not low <= value <= high:
-        raise OutOfRange(f"{name} must be {low}..{high}, got {_short(value)}", name)
+        raise OutOfRange(f"{name} must be {low}..{high}, got {short(value)}", name)
     return value
 
 
 def _list(value: object, name: str, low: int, high: int) -> list[Any]:
     if type(value) is not list:
-        raise InvalidRequest(f"{name} must be an array, got {_kind(value)}", name)
+        raise InvalidRequest(f"{name} must be an array, got {kind(value)}", name)
     if not low <= len(value) <= high:
         raise OutOfRange(f"{name} must hold {low}..{high} items, got {len(value)}", name)
     return value
@@ -213,7 +138,7 @@ def _raw_write(op: str, body: dict[str, Any]) -> RawWrite:
         if table is Table.COIL:
             # JSON booleans only: 0/1 would be a coil value by accident of Python.
             if type(item) is not bool:
-                raise InvalidRequest(f"{where} must be a boolean, got {_kind(item)}", where)
+                raise InvalidRequest(f"{where} must be a boolean, got {kind(item)}", where)
             values.append(item)
         else:
             values.append(_int(item, where, 0, 65535))
@@ -227,9 +152,9 @@ def _names(items: list[Any], points: Mapping[str, Datapoint], path: str | None) 
     for i, name in enumerate(items):
         where = f"{path}[{i}]" if path is not None else str(name)
         if type(name) is not str:
-            raise InvalidRequest(f"{where} must be a string, got {_kind(name)}", where)
+            raise InvalidRequest(f"{where} must be a string, got {kind(name)}", where)
         if name not in points:
-            raise UnknownDatapoint(f"{where}: no datapoint {_short(name)}", where)
+            raise UnknownDatapoint(f"{where}: no datapoint {short(name)}", where)
         names[name] = None
     return ReadPoints(tuple(names))
 
@@ -238,7 +163,7 @@ def _writes(values: object, points: Mapping[str, Datapoint], path: str | None) -
     """`{"<dp>": value}` -> WritePoints; fields are `path.<dp>`, or `<dp>` at the root."""
     what = path or "payload"
     if type(values) is not dict:
-        raise InvalidRequest(f"{what} must be an object, got {_kind(values)}", path)
+        raise InvalidRequest(f"{what} must be an object, got {kind(values)}", path)
     if not values:
         raise InvalidRequest(f"{what} must name at least one datapoint", path)
     for name, value in values.items():
@@ -250,7 +175,7 @@ def _writes(values: object, points: Mapping[str, Datapoint], path: str | None) -
 def _writable(points: Mapping[str, Datapoint], name: str, where: str) -> Datapoint:
     point = points.get(name)
     if point is None:
-        raise UnknownDatapoint(f"{where}: no datapoint {_short(name)}", where)
+        raise UnknownDatapoint(f"{where}: no datapoint {short(name)}", where)
     if not point.writable:
         raise NotWritable(f"{where}: datapoint {name!r} is not writable", where)
     return point
@@ -259,7 +184,7 @@ def _writable(points: Mapping[str, Datapoint], name: str, where: str) -> Datapoi
 def _check_value(point: Datapoint, value: object, where: str) -> None:
     if type(value) not in (bool, int, float, str):
         raise InvalidRequest(f"{where} must be a number, boolean or string, got "
-                             f"{_kind(value)}", where)
+                             f"{kind(value)}", where)
     # The codec does the real range checks; these values would crash its arithmetic
     # (float(10**400) overflows) or slip through its comparisons (nan < x is False).
     number: float | None = None
@@ -273,7 +198,7 @@ def _check_value(point: Datapoint, value: object, where: str) -> None:
     except ValueError:
         return  # not numeric text: the codec explains what it expected
     if number is not None and not math.isfinite(number):
-        raise OutOfRange(f"{where} must be a finite number, got {_short(value)}", where)
+        raise OutOfRange(f"{where} must be a finite number, got {short(value)}", where)
 
 
 def _request_id(body: dict[str, Any]) -> str | int | float | None:
@@ -283,7 +208,7 @@ def _request_id(body: dict[str, Any]) -> str | int | float | None:
         return rid
     if isinstance(rid, float) and math.isfinite(rid):
         return rid
-    raise InvalidRequest(f"id must be a string or number, got {_kind(rid)}", "id")
+    raise InvalidRequest(f"id must be a string or number, got {kind(rid)}", "id")
 
 
 def parse_request(payload: bytes, points: Mapping[str, Datapoint],
@@ -291,11 +216,11 @@ def parse_request(payload: bytes, points: Mapping[str, Datapoint],
     """A `<base>/<device>/request` payload -> Request, else raise Rejected."""
     duplicates: list[str] = []
     try:
-        body = _load(payload, duplicates)
+        body = load_json(payload, duplicates)
     except RequestError as exc:
         raise Rejected(exc) from None
     if type(body) is not dict:
-        raise Rejected(InvalidRequest(f"payload must be a JSON object, got {_kind(body)}"))
+        raise Rejected(InvalidRequest(f"payload must be a JSON object, got {kind(body)}"))
     op = body.get("op")
     op = op if isinstance(op, str) else None  # echoed even if unknown: shows the typo
     try:
@@ -312,16 +237,16 @@ def parse_request(payload: bytes, points: Mapping[str, Datapoint],
 
 def _command(body: dict[str, Any], duplicates: list[str], points: Mapping[str, Datapoint],
              allow_raw_writes: bool) -> Command:
-    _no_duplicates(duplicates)
+    no_duplicates(duplicates)
     op = _require(body, "op")
     if type(op) is not str or op not in OPS:
-        raise InvalidRequest(f"op must be one of {', '.join(OPS)}; got {_short(op)}", "op")
+        raise InvalidRequest(f"op must be one of {', '.join(OPS)}; got {short(op)}", "op")
     if op in RAW_WRITES and not allow_raw_writes:
         raise RawWriteDisabled(f"op {op} is refused: this device does not allow raw writes "
                                "(allow_raw_writes)", "op")
     for key in body:
         if key not in FIELDS[op] and key not in ("id", "op"):
-            raise InvalidRequest(f"unknown key {_short(key)} for {op}", key)
+            raise InvalidRequest(f"unknown key {short(key)} for {op}", key)
     if op in RAW_READS:
         table = RAW_READS[op]
         address = _int(_require(body, "address"), "address", 0, 65535)
@@ -335,7 +260,7 @@ def _command(body: dict[str, Any], duplicates: list[str], points: Mapping[str, D
             return ReadPoints(tuple(points))  # all, in config order
         names = body["datapoints"]
         if type(names) is not list:
-            raise InvalidRequest(f"datapoints must be an array, got {_kind(names)}",
+            raise InvalidRequest(f"datapoints must be an array, got {kind(names)}",
                                  "datapoints")
         if not names:
             raise InvalidRequest("datapoints must name at least one datapoint "
@@ -347,8 +272,8 @@ def _command(body: dict[str, Any], duplicates: list[str], points: Mapping[str, D
 def parse_set(payload: bytes, points: Mapping[str, Datapoint]) -> WritePoints:
     """A `<base>/<device>/set` payload: `{"<dp>": value, ...}`."""
     duplicates: list[str] = []
-    values = _load(payload, duplicates)
-    _no_duplicates(duplicates)
+    values = load_json(payload, duplicates)
+    no_duplicates(duplicates)
     return _writes(values, points, None)
 
 
@@ -359,7 +284,7 @@ def parse_set_point(name: str, payload: bytes, points: Mapping[str, Datapoint]) 
     `"heat"` a string); anything else is the stripped text, which the codec
     coerces (`ON`, `heat`) or refuses.
     """
-    _check_size(payload)
+    check_size(payload)
     point = _writable(points, name, name)  # name first: it comes from the topic
     try:
         text = payload.decode("utf-8-sig").strip()
@@ -369,7 +294,7 @@ def parse_set_point(name: str, payload: bytes, points: Mapping[str, Datapoint]) 
         raise InvalidRequest(f"{name}: an empty payload is not a value", name)
     value: object = text
     try:
-        parsed = _load(text.encode())
+        parsed = load_json(text.encode())
     except OutOfRange as exc:  # a number too long to convert
         raise OutOfRange(f"{name}: {exc.message}", name) from None
     except RequestError:
@@ -386,16 +311,16 @@ def parse_get(payload: bytes, points: Mapping[str, Datapoint]) -> ReadPoints:
     `[]` and `{}` are refused like an empty `datapoints` in `read`: naming
     nothing is more likely a bug than a wish to read everything.
     """
-    _check_size(payload)
+    check_size(payload)
     if not payload.strip():
         return ReadPoints(tuple(points))
     duplicates: list[str] = []
-    body = _load(payload, duplicates)
+    body = load_json(payload, duplicates)
     if type(body) is list and body:
         return _names(body, points, "")
     if type(body) is dict and body:
-        _no_duplicates(duplicates)
+        no_duplicates(duplicates)
         return _names(list(body), points, None)
-    got = f"an empty {_kind(body)}" if body in ([], {}) else _kind(body)
+    got = f"an empty {kind(body)}" if body in ([], {}) else kind(body)
     raise InvalidRequest("payload must be empty (all datapoints), a non-empty array of "
                          f"names or an object whose keys are names; got {got}")

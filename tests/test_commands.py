@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from bridge.commands import (
     FIELDS,
-    MAX_PAYLOAD,
     OPS,
     RawRead,
     RawWrite,
@@ -25,6 +24,7 @@ from bridge.commands import (
     parse_set_point,
 )
 from bridge.errors import RequestError
+from bridge.payload import MAX_PAYLOAD
 from bridge.points import Datapoint, DataType, Table
 from bridge.results import to_json
 
