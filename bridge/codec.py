@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Decimal
 
 from .errors import InvalidRequest, OutOfRange
+from .payload import short
 from .points import Datapoint, DataType, Order, Value
 
 _FLOAT_FORMAT = {DataType.FLOAT32: ">f", DataType.FLOAT64: ">d"}
@@ -74,6 +75,11 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
         (number,) = struct.unpack(_FLOAT_FORMAT[point.type], data)
         if not math.isfinite(number):
             return None
+        if point.type is DataType.FLOAT32:
+            # The shortest decimal that is still this float32; more is binary noise
+            # (5.000000476837158 for 5.0000005). A fixed 7 digits is not enough: it
+            # turns 10000001.0 into 10000000.0, a different float32.
+            number = _shortest_float32(number)
         return _scaled(point, number)
     integer = int.from_bytes(data, "big", signed=point.type.is_signed)
     if point.values:
@@ -81,6 +87,15 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
             return point.values[integer]
         return integer
     return _scaled(point, integer)
+
+
+def _shortest_float32(number: float) -> float:
+    packed = struct.pack(">f", number)
+    for digits in range(6, 9):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
+    return float(f"{number:.9g}")
 
 
 def _scaled(point: Datapoint, raw: int | float) -> int | float:
@@ -120,14 +135,14 @@ def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
         else:
             raw = (number - point.offset) / point.scale
             if not math.isfinite(raw):
-                raise OutOfRange(f"{_show(value)} does not fit {point.type}", field=where)
+                raise OutOfRange(f"{short(value)} does not fit {point.type}", field=where)
             if point.type.is_integer:
                 raw = _round_half_up(number, point)
     if point.type.is_float:
         try:
             data = struct.pack(_FLOAT_FORMAT[point.type], raw)
         except OverflowError:
-            raise OutOfRange(f"{_show(value)} does not fit {point.type}",
+            raise OutOfRange(f"{short(value)} does not fit {point.type}",
                              field=where) from None
     else:
         # Round half up (21.45/0.1 -> 215); a scaled write never raises for rounding.
@@ -136,7 +151,7 @@ def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
         low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if point.type.is_signed \
             else (0, (1 << bits) - 1)
         if not low <= integer <= high:
-            raise OutOfRange(f"{_show(value)} is outside {point.type} ({low}..{high}) "
+            raise OutOfRange(f"{short(value)} is outside {point.type} ({low}..{high}) "
                              "after scale and offset", field=where)
         data = integer.to_bytes(bits // 8, "big", signed=point.type.is_signed)
     return bytes_to_words(data, point.word_order, point.byte_order)
@@ -147,14 +162,6 @@ def _round_half_up(number: float, point: Datapoint) -> int:
     214.49999999999997, which would round to 214 instead of 215."""
     exact = (Decimal(repr(number)) - Decimal(repr(point.offset))) / Decimal(repr(point.scale))
     return int((exact + Decimal("0.5")).to_integral_value(rounding=ROUND_FLOOR))
-
-
-def _show(value: object) -> str:
-    """`value` for a message, short even when a user sends a 5,000-digit number."""
-    if isinstance(value, int) and value.bit_length() > 128:
-        return "a number that large"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _TRUE = frozenset({"true", "on", "1", "yes"})
@@ -169,7 +176,7 @@ def _as_bool(value: object, where: str) -> bool:
     # Plain-text set/<dp> payloads: Home Assistant switches send ON/OFF.
     if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
         return value.strip().lower() in _TRUE
-    raise InvalidRequest(f"expected true or false, got {_show(value)}", field=where)
+    raise InvalidRequest(f"expected true or false, got {short(value)}", field=where)
 
 
 def _as_number(value: object, where: str) -> float:
@@ -182,7 +189,7 @@ def _as_number(value: object, where: str) -> float:
     except OverflowError:
         raise OutOfRange("the number is too large", field=where) from None
     if not math.isfinite(number):
-        raise InvalidRequest(f"expected a finite number, got {_show(value)}", field=where)
+        raise InvalidRequest(f"expected a finite number, got {short(value)}", field=where)
     return number
 
 
@@ -197,7 +204,7 @@ def _numeric_text(text: str, where: str) -> int | float:
                 return float(stripped)
             except ValueError:
                 pass
-    raise InvalidRequest(f"expected a number, got {_show(text)}", field=where)
+    raise InvalidRequest(f"expected a number, got {short(text)}", field=where)
 
 
 def _check_limits(point: Datapoint, number: float, where: str) -> None:
@@ -216,7 +223,7 @@ def _unmap(point: Datapoint, value: object, where: str) -> int:
     elif isinstance(value, int) and not isinstance(value, bool) and value in point.values:
         return value
     choices = ", ".join(repr(label) for label in point.values.values())
-    raise OutOfRange(f"{_show(value)} is not one of {choices}", field=where)
+    raise OutOfRange(f"{short(value)} is not one of {choices}", field=where)
 
 
 def _encode_string(point: Datapoint, value: object, where: str) -> list[int]:
