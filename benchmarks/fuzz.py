@@ -103,7 +103,8 @@ class FuzzReport:
         return (f"{self.sent} payloads in {self.seconds:.1f} s, "
                 f"{self.sent - len(self.unanswered)} answered, "
                 f"{len(self.unanswered)} unanswered, {self.duplicates} duplicated; "
-                f"codes {dict(self.codes.most_common())}")
+                f"codes {dict(self.codes.most_common())}"
+                + (f"; unanswered: {self.unanswered[:10]}" if self.unanswered else ""))
 
 
 def fuzz_topics(base: str, devices: dict[str, list[str]], rng: random.Random) -> str:
@@ -163,7 +164,7 @@ async def _main() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     from bridge.simulator import SimulatedLine
-    from tests.broker import Mosquitto
+    from tests.broker import Mosquitto, probe
     from tests.conftest import meter_unit
     from tests.e2e import make_config, points_meter, running_bridge
 
@@ -173,7 +174,10 @@ async def _main() -> None:
         try:
             async with SimulatedLine([meter_unit(1), meter_unit(2)]) as line:
                 before = dict(line.unit(2).holding)
-                async with running_bridge(make_config(broker.port, line.path)) as bridge:
+                async with running_bridge(make_config(broker.port, line.path)) as bridge, \
+                        probe(broker.port) as watcher:
+                    await watcher.expect("modbus/meter1/availability",
+                                         lambda m: m.text == "online")
                     names = [p["name"] for p in points_meter()]
                     report = await fuzz(broker.port, {"meter1": names}, args.count, args.seed)
                     print(report)
