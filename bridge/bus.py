@@ -20,7 +20,10 @@ pymodbus client. The worker decides the order:
 - pymodbus runs with retries=0 and never closes the port for missed replies
   (set_max_no_responses): retries and back-off are ours, per unit (#3012);
 - a port that is down is reopened with capped back-off; meanwhile items fail
-  at once with `port_unavailable`.
+  at once with `port_unavailable`;
+- exception responses: 05 (acknowledge) to a write is success; 06 (busy) is
+  retried after one timeout within the item's retries; 0A/0B (gateway: unit
+  unreachable) count as failures like a timeout; the others are reported.
 
 Every pymodbus exception is translated here into `errors.BusError` subclasses.
 """
@@ -46,6 +49,9 @@ from .points import Table
 log = logging.getLogger(__name__)
 
 Raw = list[int] | list[bool]
+
+ACKNOWLEDGE = 5  # exception 05: the unit accepted a write and processes it later
+SERVER_BUSY = 6  # exception 06: alive but busy, worth a retry after a pause
 
 
 class Priority(IntEnum):
@@ -171,6 +177,8 @@ class Bus:
             else:
                 response = await client.write_registers(
                     address, [int(v) for v in values], device_id=unit)
+            if response.isError() and getattr(response, "exception_code", None) == ACKNOWLEDGE:
+                return  # accepted: not an error for a write
             _check_exception(response)
 
         await self.submit(unit, run, **kw)
@@ -292,9 +300,14 @@ class Bus:
             # An exception response proves the unit is alive, unless a gateway says it is not.
             if exc.counts_as_failure:
                 self._failed(item, health, exc)
-            else:
-                self._succeeded(health, started)
-                self._finish(item, exc)
+                return
+            self._succeeded(health, started)
+            if exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
+                # Alive but busy: ask again after one timeout; others go first meanwhile.
+                health.ready_at = time.monotonic() + item.timeout
+                self._requeue(item)
+                return
+            self._finish(item, exc)
             return
         except ModbusException as exc:
             self._failed(item, health, ModbusTimeout(f"unit {item.unit}: {exc}"))
@@ -323,13 +336,19 @@ class Bus:
         health.ready_at = now + backoff
         # Retry only a unit that was answering until now: it may have missed one frame.
         # A unit already failing gets one attempt per request, so it cannot hog the line.
-        if item.attempts_left > 0 and health.failures == 1 and not item.future.done():
-            item.attempts_left -= 1
-            item.first_attempt = False
-            item.seq = next(self._seq)  # to the back of its priority class
-            heapq.heappush(self._heap, item)
+        if item.attempts_left > 0 and health.failures == 1:
+            self._requeue(item)
             return
         self._finish(item, error)
+
+    def _requeue(self, item: _Item) -> None:
+        """Queue a retry; it waits for the unit's back-off like a poll does."""
+        if item.future.done():  # the caller went away
+            return
+        item.attempts_left -= 1
+        item.first_attempt = False
+        item.seq = next(self._seq)  # to the back of its priority class
+        heapq.heappush(self._heap, item)
 
     def _finish(self, item: _Item, error: BusError) -> None:
         self._count_error(error.code)

@@ -223,3 +223,22 @@ async def test_rtu_over_tcp_with_a_silent_unit(registry):
         assert await wrapper.bus.read(1, Table.HOLDING, 2, 1) == [102]
     finally:
         await gw.stop()
+
+
+async def test_server_busy_is_retried_after_a_pause_then_reported(port, line):
+    unit = line.unit(2)
+    unit.mode, unit.exception_code = "exception", 6
+    before = unit.requests
+    with pytest.raises(ModbusExceptionError) as err:
+        await port.read(2, Table.HOLDING, 0, 1, timeout=0.05, retries=2)
+    assert err.value.exception_code == 6
+    assert unit.requests - before == 3  # the first try and two retries
+    assert port.health(2).failures == 0  # busy is alive, not dead
+
+
+async def test_acknowledge_is_success_for_a_write_but_not_for_a_read(port, line):
+    line.unit(2).mode, line.unit(2).exception_code = "exception", 5
+    await port.write(2, Table.HOLDING, 0, [7], single=True)  # accepted, no error
+    with pytest.raises(ModbusExceptionError) as err:
+        await port.read(2, Table.HOLDING, 0, 1)
+    assert err.value.exception_code == 5
