@@ -55,6 +55,7 @@ class MqttLink:
         tls_context = None
         if s.tls is not None:
             tls_context = ssl.create_default_context(cafile=s.tls.ca_file)
+            tls_context.sslsocket_class = _ClosingSSLSocket
             if s.tls.cert_file:
                 tls_context.load_cert_chain(s.tls.cert_file, s.tls.key_file)
             if s.tls.insecure:
@@ -154,6 +155,19 @@ class MqttLink:
         never fires the will, so `offline` must be said explicitly)."""
         for topic, payload in last_words:
             await self.publish(topic, payload, retain=True)
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """Closes itself when the TLS handshake fails: paho leaves the socket of a failed
+    handshake (e.g. a certificate that does not verify) to the garbage collector, one
+    file descriptor per reconnect attempt until then."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 def _inbound(message: aiomqtt.Message) -> Inbound:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -26,18 +27,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Mosquitto:
-    """A mosquitto process on 127.0.0.1:<port> with a generated config."""
+# Started as root, mosquitto drops to the `mosquitto` user, which cannot read files
+# (certificates, password files) under pytest's private tmp directories.
+KEEP_USER = "user root\n" if os.geteuid() == 0 else ""
 
-    def __init__(self, directory: Path, extra: str = "", port: int | None = None) -> None:
+
+class Mosquitto:
+    """A mosquitto process on 127.0.0.1:<port> with a generated config.
+
+    `conf`, if given, replaces the generated config entirely (its listeners must
+    include `port`, which start() waits for); KEEP_USER and `extra` are appended."""
+
+    def __init__(self, directory: Path, extra: str = "", port: int | None = None,
+                 conf: str | None = None) -> None:
         if shutil.which("mosquitto") is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.dir = directory
         self.port = port or free_port()
         self.extra = extra
+        self.conf = conf
         self.proc: subprocess.Popen[bytes] | None = None
 
     def config_text(self) -> str:
+        if self.conf is not None:
+            return self.conf.rstrip("\n") + "\n" + KEEP_USER + self.extra
         return (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
                 "set_tcp_nodelay true\npersistence false\n"
                 "max_queued_messages 100000\nmax_inflight_messages 0\n" + self.extra)
