@@ -60,7 +60,7 @@ class MqttLink:
                 tls_context.load_cert_chain(s.tls.cert_file, s.tls.key_file)
             if s.tls.insecure:
                 tls_context.check_hostname = False
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             s.host, s.port,
             username=s.username,
             password=s.password.get_secret_value() if s.password is not None else None,
@@ -74,6 +74,10 @@ class MqttLink:
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        # aiomqtt warns once per publish while more than 10 await their PUBACK: a
+        # command burst is normal work here, not worth ~100 log lines.
+        client.pending_calls_threshold = 10_000
+        return client
 
     async def _subscribe(self, client: aiomqtt.Client, topic: str) -> None:
         if not self.v5:

@@ -167,6 +167,8 @@ def _match(pattern: str, topic: str) -> bool:
 async def probe(port: int, subscribe: str = "#", protocol: int = 5,
                 **kw: Any) -> AsyncIterator[Probe]:
     version = aiomqtt.ProtocolVersion.V5 if protocol == 5 else aiomqtt.ProtocolVersion.V311
+    # Without TCP_NODELAY every request waits ~40 ms for Nagle + delayed ACK.
+    kw.setdefault("socket_options", [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
     async with aiomqtt.Client("127.0.0.1", port, protocol=version, **kw) as client:
         p = Probe(client)
 
