@@ -21,7 +21,9 @@ from .topics import Topics
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_BUDGET = 4.0  # seconds; SIGTERM must end the process within 5 s
+# Seconds for stopping pollers and saying offline (a frozen broker never acks), plus
+# up to 1 s for closing ports: SIGTERM must end the process within 5 s.
+SHUTDOWN_BUDGET = 3.0
 
 
 def transport_of(dev: DeviceSettings) -> Transport:
@@ -89,10 +91,11 @@ class Bridge:
         try:
             await self.wrappers[dev_id].connect_async(dev_id)
         except BridgeError as exc:
-            # Not fatal: the bus keeps trying to reopen the port with back-off.
+            # Not fatal: the bus keeps reopening the port with back-off, and the
+            # poller logs the device going offline with this reason.
             if isinstance(exc, RequestError):
                 raise
-            log.warning("device %s: %s", dev_id, exc.message)
+            log.debug("device %s: %s", dev_id, exc.message)
         await runner.poll_forever()
 
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
