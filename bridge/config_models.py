@@ -152,6 +152,10 @@ class MqttSettings(BaseModel):
     reconnect_min: PositiveFloat = 1.0
     """Seconds before the first reconnect; doubled after each failure up to reconnect_max."""
     reconnect_max: PositiveFloat = 60.0
+    inbox_size: Annotated[int, Field(ge=100)] = 20000
+    """Messages received but not yet taken up. A flood faster than the bridge answers
+    (~1,000 commands/s) waits here; beyond it commands are dropped unanswered and
+    counted in the log, so memory stays bounded (~8 KB a message)."""
 
     @model_validator(mode="after")
     def _backoff_order(self) -> Self:

@@ -71,6 +71,8 @@ class MqttLink:
             tls_context=tls_context,
             tls_insecure=bool(s.tls and s.tls.insecure) if s.tls else None,
             timeout=10,
+            queue_type=_Inbox,
+            max_queued_incoming_messages=s.inbox_size,
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
@@ -159,6 +161,24 @@ class MqttLink:
         never fires the will, so `offline` must be said explicitly)."""
         for topic, payload in last_words:
             await self.publish(topic, payload, retain=True)
+
+
+class _Inbox(asyncio.Queue[aiomqtt.Message]):
+    """aiomqtt's incoming queue, bounded (mqtt.inbox_size). paho acknowledges a QoS 1
+    message as it arrives, so a flood cannot be pushed back to the broker; past the
+    bound a message is dropped and counted here instead of logged one by one."""
+
+    dropped = 0
+
+    def put_nowait(self, item: aiomqtt.Message) -> None:
+        if self.full():
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("inbound flood: %d messages dropped unanswered on this "
+                            "connection (mqtt.inbox_size %d is full)", self.dropped,
+                            self.maxsize)
+            return
+        super().put_nowait(item)
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):

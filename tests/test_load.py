@@ -116,3 +116,27 @@ async def test_bursts_of_10000_commands(mosquitto: Mosquitto, bridge: Bridge) ->
         assert went == []
         assert all(bridge.runners[device].online for device in HEALTHY)
     print(f"test body {time.monotonic() - started:.1f} s")
+
+
+async def test_a_flood_beyond_the_inbox_is_dropped_counted_and_survived(
+        mosquitto: Mosquitto, line: SimulatedLine, gateway: TcpGateway,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """mqtt.inbox_size bounds what waits unread: a flood past it loses commands (logged
+    with a count, never one line each) instead of memory, and the bridge carries on."""
+    config = load_config(mosquitto.port, line.path, gateway.port)
+    config["mqtt"]["inbox_size"] = 100
+    flood = 3000
+    async with running_bridge(config), probe(mosquitto.port) as watcher:
+        await watcher.expect("modbus/meter1/availability", lambda m: m.text == "online")
+        report = await burst(mosquitto.port, flood, answer_timeout=8.0)  # the dropped never come
+        answered = [rid for rid, answers in report.replies.items() if answers]
+        dropped = flood - len(answered)
+        print(f"flood of {flood}: {len(answered)} answered, {dropped} dropped")
+        assert 0 < dropped < flood
+        assert all(len(report.replies[rid]) == 1 for rid in answered)  # never twice
+        warnings = [r.getMessage() for r in caplog.records
+                    if r.name == "bridge.mqtt" and "inbound flood" in r.getMessage()]
+        assert warnings and len(warnings) <= 1 + dropped // 1000
+        assert "messages dropped unanswered" in warnings[0]
+        latencies = await sequential(mosquitto.port, 5, "meter1")  # serves as before
+        assert len(latencies) == 5
