@@ -84,3 +84,40 @@ async def test_sigterm_publishes_offline_and_exits_zero_within_5s(tmp_path, mosq
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_the_demo_runs_and_takes_commands():
+    """`bridge demo` as the README drives it: its own broker from mosquitto.conf, the
+    simulated line and TCP unit; a setpoint written over MQTT is read back."""
+    from .broker import free_port
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *BRIDGE, "demo", "--port", str(port), "--duration", "20",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(15):  # until the demo's broker listens
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                break
+        async with probe(port) as p:
+            for device in ("meter1", "heatpump", "io", "inverter"):
+                await p.expect(f"modbus/{device}/availability", lambda m: m.text == "online")
+            meter = (await p.expect("modbus/meter1", lambda m: "voltage_l1" in m.json())).json()
+            assert 225 < meter["voltage_l1"] < 235
+            mark = p.mark()
+            await p.publish("modbus/heatpump/set/setpoint", "22.5")
+            reply = await p.expect("modbus/heatpump/response", after=mark)
+            assert reply.json()["values"] == {"setpoint": 22.5}
+            await p.expect("modbus/heatpump", lambda m: m.json()["setpoint"] == 22.5,
+                           after=mark)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
