@@ -135,10 +135,6 @@ class Bus:
 
     # -- submitting ---------------------------------------------------------
 
-    @property
-    def depth(self) -> int:
-        return len(self._heap)
-
     def health(self, unit: int) -> UnitHealth:
         return self.units.setdefault(unit, UnitHealth())
 
@@ -359,11 +355,6 @@ class Bus:
         self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
 
     # -- the port --------------------------------------------------------------
-
-    @property
-    def port_error(self) -> PortUnavailable | None:
-        """Why the port is down, or None while it is (believed to be) open."""
-        return None if self.client.connected else self._port_error
 
     def _port_down(self, error: PortUnavailable) -> None:
         self._port_error = error

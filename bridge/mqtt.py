@@ -156,12 +156,6 @@ class MqttLink:
             raise exc
         return True
 
-    async def close(self, last_words: Sequence[tuple[str, bytes]] = ()) -> None:
-        """Publish `last_words` (retained) and disconnect cleanly (a clean DISCONNECT
-        never fires the will, so `offline` must be said explicitly)."""
-        for topic, payload in last_words:
-            await self.publish(topic, payload, retain=True)
-
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
     """aiomqtt's incoming queue, bounded (mqtt.inbox_size). paho acknowledges a QoS 1

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from . import results
@@ -45,7 +44,6 @@ class DeviceRunner:
         self.state: dict[str, Value | None] = {}
         self.last_seen: str | None = None
         self._published_points: dict[str, str] = {}
-        self.on_transition: Callable[[str, bool, str], None] | None = None
 
     @property
     def id(self) -> str:
@@ -180,7 +178,3 @@ def _plain(value: Value | None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def monotonic_deadline(seconds: float | None) -> float | None:
-    return None if seconds is None else time.monotonic() + seconds
