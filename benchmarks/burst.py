@@ -91,12 +91,12 @@ def load_config(broker_port: int, line_path: str, gateway_port: int,
     return config
 
 
-def rss_mb() -> float:
-    """This process's resident set size (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """A process's resident set size (VmRSS), in MB; this one's by default."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
 def settled_rss_mb() -> float:
@@ -402,6 +402,9 @@ async def _main() -> None:
     parser.add_argument("--queue-size", type=int, default=LOAD_BUS["queue_size"])
     parser.add_argument("--deadline", type=float, default=LOAD_BUS["command_deadline"],
                         help="bus command_deadline, seconds")
+    parser.add_argument("--process", action="store_true",
+                        help="run the bridge as its own process (`bridge run`), as deployed; "
+                             "RSS is then the bridge's alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -421,6 +424,9 @@ async def _main() -> None:
             async with SimulatedLine([meter_unit(1), meter_unit(2)]) as line:
                 bus = {"queue_size": args.queue_size, "command_deadline": args.deadline}
                 config = load_config(broker.port, line.path, gateway.port, bus)
+                if args.process:
+                    await _run_separate(args, broker.port, config)
+                    return
                 async with running_bridge(config) as bridge, \
                         probe(broker.port, subscribe="modbus/+/availability") as watcher:
                     for device in HEALTHY:
@@ -447,6 +453,47 @@ async def _main() -> None:
         finally:
             await gateway.stop()
             broker.stop()
+
+
+async def _run_separate(args: argparse.Namespace, broker_port: int,
+                        config: dict[str, Any]) -> None:
+    """The burst against `python -m bridge run` in its own process: the bridge's event
+    loop is not shared with this client and the simulators."""
+    import signal
+    import sys
+
+    import yaml
+
+    from tests.broker import probe
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
+        yaml.safe_dump(config, file)
+        file.flush()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "run", "--config", file.name)
+        try:
+            async with probe(broker_port, subscribe="modbus/+/availability") as watcher:
+                for device in HEALTHY:
+                    await watcher.expect(f"modbus/{device}/availability",
+                                         lambda m: m.text == "online", timeout=30)
+            baseline = await sequential(broker_port, args.baseline)
+            print(latency_line(f"baseline, {args.baseline} sequential commands to meter1, "
+                               "no load", baseline))
+            before = rss_mb(proc.pid)
+            report = await burst(broker_port, args.count)
+            after = rss_mb(proc.pid)
+            print(f"burst against a separate bridge process: {MIX}, queue_size "
+                  f"{args.queue_size}, command_deadline {args.deadline:g} s")
+            print(report)
+            print(f"bridge RSS before {before:.1f} MB, after {after:.1f} MB "
+                  f"({after - before:+.1f} MB)")
+            problems = report.problems()
+            print("problems: " + ("; ".join(problems) if problems else "none"))
+            print(latency_line("after the burst, 20 sequential commands to meter1",
+                               await sequential(broker_port, 20)))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
 
 
 if __name__ == "__main__":

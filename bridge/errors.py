@@ -85,8 +85,11 @@ class BusError(BridgeError):
     """A transaction on a bus did not succeed."""
 
     #: does this outcome count as a failed transaction for availability?
-    #: (exception responses prove the unit is alive; busy/expired never reached it)
+    #: (exception responses prove the unit is alive)
     counts_as_failure = False
+    #: did the request reach the unit? busy/expired never did: they say nothing
+    #: about its availability, either way.
+    reached_unit = True
 
 
 # Names from the Modbus application protocol spec, section 7.
@@ -132,10 +135,12 @@ class PortUnavailable(BusError):
 
 class Busy(BusError):
     code = "busy"
+    reached_unit = False
 
 
 class Expired(BusError):
     code = "expired"
+    reached_unit = False
 
 
 class ConfigError(BridgeError):

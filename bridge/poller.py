@@ -53,6 +53,8 @@ class DeviceRunner:
 
     async def record(self, error: BusError | None) -> None:
         """Account one transaction outcome; publish availability on transitions."""
+        if error is not None and not error.reached_unit:
+            return  # a full queue or a passed deadline: the unit was not asked
         if error is None or not error.counts_as_failure:
             self.failures = 0
             await self._set_online(True, "answering")
@@ -133,8 +135,7 @@ class DeviceRunner:
         try:
             fields = await self._execute(command, deadline)
         except BusError as exc:
-            if exc.code not in ("busy", "expired"):
-                await self.record(exc)
+            await self.record(exc)
             raise
         await self.record(None)
         return fields

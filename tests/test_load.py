@@ -115,6 +115,10 @@ async def test_bursts_of_10000_commands(mosquitto: Mosquitto, bridge: Bridge) ->
                 if m.text != "online" and m.topic != "modbus/ghost/availability"]
         assert went == []
         assert all(bridge.runners[device].online for device in HEALTHY)
+        # ...and the unit with no responder never looked alive: a `busy` poll or
+        # command says nothing about it (this once flipped it online).
+        assert not [m for m in watcher.seen[mark:]
+                    if m.topic == "modbus/ghost/availability" and m.text == "online"]
     print(f"test body {time.monotonic() - started:.1f} s")
 
 

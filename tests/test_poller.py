@@ -1,0 +1,47 @@
+"""Availability bookkeeping of one device (pure logic, a fake publisher)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bridge.errors import Busy, Expired, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from bridge.poller import DeviceRunner
+from bridge.topics import Topics
+
+
+class Published(list[tuple[str, str]]):
+    async def __call__(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
+        assert retain
+        self.append((topic, str(payload)))
+        return True
+
+
+def runner(offline_after: int = 2) -> tuple[DeviceRunner, Published]:
+    published = Published()
+    device: Any = SimpleNamespace(id="m")
+    return DeviceRunner(device, Topics("modbus"), published, poll_interval=0,
+                        offline_after=offline_after, per_point_topics=False), published
+
+
+@pytest.mark.parametrize(("outcomes", "expected"), [
+    ([None], ["online"]),
+    ([ModbusTimeout("t")], []),  # one miss of two allowed: not known yet
+    ([ModbusTimeout("t"), ModbusTimeout("t")], ["offline"]),
+    ([PortUnavailable("gone")], ["offline"]),  # the device file vanished: at once
+    ([ModbusExceptionError(2)], ["online"]),  # an exception response proves it is alive
+    ([ModbusExceptionError(11)], []),  # a gateway says the unit did not answer
+    ([None, ModbusTimeout("t"), None], ["online"]),  # a miss between answers
+    ([PortUnavailable("gone"), None], ["offline", "online"]),
+    # Busy and expired never reached the unit: they change nothing, either way.
+    ([Busy("full"), Expired("late")], []),
+    ([PortUnavailable("gone"), Busy("full"), Expired("late")], ["offline"]),
+    ([None, Busy("full")], ["online"]),
+])
+async def test_availability_transitions(outcomes, expected):
+    device, published = runner()
+    for outcome in outcomes:
+        await device.record(outcome)
+    assert published == [("modbus/m/availability", text) for text in expected]
