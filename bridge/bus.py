@@ -43,7 +43,16 @@ from typing import Any
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from .errors import BusError, Busy, Expired, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from .errors import (
+    BusError,
+    Busy,
+    Expired,
+    InternalError,
+    InvalidRequest,
+    ModbusExceptionError,
+    ModbusTimeout,
+    PortUnavailable,
+)
 from .points import Table
 
 log = logging.getLogger(__name__)
@@ -139,6 +148,7 @@ class Bus:
         return self.units.setdefault(unit, UnitHealth())
 
     async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
+        _check_request(unit, address, count, table.max_read)
         async def run(client: Any) -> Raw:
             response = await _READS[table](client, address, count=count, device_id=unit)
             _check_exception(response)
@@ -161,6 +171,12 @@ class Bus:
         self, unit: int, table: Table, address: int, values: Sequence[int] | Sequence[bool],
         *, single: bool = False, **kw: Any,
     ) -> None:
+        if not table.is_writable:
+            raise InvalidRequest(f"{table} cannot be written", field="table")
+        _check_request(unit, address, len(values), 1968 if table.is_bits else 123, "values")
+        if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
+            raise InvalidRequest("register values must be 0..65535", field="values")
+
         async def run(client: Any) -> None:
             if table is Table.COIL:
                 if single:
@@ -227,7 +243,8 @@ class Bus:
             except Exception as exc:  # never let one item kill the port's worker
                 log.exception("bus[%s]: unexpected error", self.name)
                 if not item.future.done():
-                    item.future.set_exception(exc)
+                    item.future.set_exception(
+                        InternalError(f"unexpected {type(exc).__name__}: {exc}"))
 
     async def _next_item(self) -> _Item:
         """The best eligible item; waits while all queued items are backing off."""
@@ -389,6 +406,21 @@ _READS: dict[Table, Callable[..., Awaitable[Any]]] = {
     Table.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
     Table.DISCRETE: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
 }
+
+
+def _check_request(unit: int, address: int, count: int, most: int,
+                   count_field: str = "count") -> None:
+    """Arguments pymodbus would reject with a ValueError (or worse, send)."""
+    if not 1 <= unit <= 247:
+        # Unit 0 is broadcast: no unit answers it, so a read could only time out.
+        raise InvalidRequest(f"unit must be 1..247, got {unit}", field="unit")
+    if not 0 <= address <= 65535:
+        raise InvalidRequest(f"address must be 0..65535, got {address}", field="address")
+    if not 1 <= count <= most:
+        raise InvalidRequest(f"{count_field}: 1..{most} per request, got {count}",
+                             field=count_field)
+    if address + count > 65536:
+        raise InvalidRequest(f"address {address} + {count} runs past 65535", field=count_field)
 
 
 def _check_exception(response: Any) -> None:

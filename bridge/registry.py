@@ -51,6 +51,15 @@ class SerialLine:
     stopbits: int = 1
     bytesize: int = 8
 
+    def __post_init__(self) -> None:
+        _require(bool(self.port), "port", "a serial port path is required")
+        _require(self.baudrate > 0, "baudrate", f"must be positive, got {self.baudrate}")
+        _require(self.parity in ("N", "E", "O"), "parity",
+                 f"must be N, E or O, got {self.parity!r}")
+        _require(self.stopbits in (1, 2), "stopbits", f"must be 1 or 2, got {self.stopbits}")
+        _require(self.bytesize in (5, 6, 7, 8), "bytesize",
+                 f"must be 5..8, got {self.bytesize}")
+
     @property
     def key(self) -> str:
         return canonical_port(self.port)
@@ -62,9 +71,21 @@ class TcpEndpoint:
     port: int = 502
     framer: str = "socket"  # socket (Modbus TCP) | rtu (RTU over TCP)
 
+    def __post_init__(self) -> None:
+        _require(bool(self.host), "host", "a host is required")
+        _require(1 <= self.port <= 65535, "port", f"must be 1..65535, got {self.port}")
+        _require(self.framer in ("socket", "rtu"), "framer",
+                 f"must be socket or rtu, got {self.framer!r}")
+
     @property
     def key(self) -> str:
         return f"{self.host}:{self.port}"
+
+
+def _require(ok: bool, field: str, problem: str) -> None:
+    """Bad transport settings fail here, typed, not later inside pymodbus."""
+    if not ok:
+        raise InvalidRequest(f"{field}: {problem}", field=field)
 
 
 Transport = SerialLine | TcpEndpoint

@@ -9,7 +9,14 @@ import time
 import pytest
 
 from bridge.bus import Priority, char_time_gap
-from bridge.errors import Busy, Expired, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from bridge.errors import (
+    Busy,
+    Expired,
+    InvalidRequest,
+    ModbusExceptionError,
+    ModbusTimeout,
+    PortUnavailable,
+)
 from bridge.points import Table
 
 from .conftest import meter_unit, wait_until
@@ -242,3 +249,29 @@ async def test_acknowledge_is_success_for_a_write_but_not_for_a_read(port, line)
     with pytest.raises(ModbusExceptionError) as err:
         await port.read(2, Table.HOLDING, 0, 1)
     assert err.value.exception_code == 5
+
+
+@pytest.mark.parametrize(("call", "field"), [
+    (lambda bus: bus.read(0, Table.HOLDING, 0, 1), "unit"),  # broadcast: nobody answers
+    (lambda bus: bus.read(248, Table.HOLDING, 0, 1), "unit"),
+    (lambda bus: bus.read(-1, Table.HOLDING, 0, 1), "unit"),
+    (lambda bus: bus.read(1, Table.HOLDING, -1, 1), "address"),
+    (lambda bus: bus.read(1, Table.HOLDING, 65536, 1), "address"),
+    (lambda bus: bus.read(1, Table.HOLDING, 0, 0), "count"),
+    (lambda bus: bus.read(1, Table.HOLDING, 0, 126), "count"),
+    (lambda bus: bus.read(1, Table.COIL, 0, 2001), "count"),
+    (lambda bus: bus.read(1, Table.INPUT, 65535, 2), "count"),
+    (lambda bus: bus.write(1, Table.HOLDING, 0, []), "values"),
+    (lambda bus: bus.write(1, Table.HOLDING, 0, [0] * 124), "values"),
+    (lambda bus: bus.write(1, Table.HOLDING, 0, [65536]), "values"),
+    (lambda bus: bus.write(1, Table.HOLDING, 0, [-1], single=True), "values"),
+    (lambda bus: bus.write(1, Table.INPUT, 0, [1]), "table"),
+    (lambda bus: bus.write(0, Table.COIL, 0, [True]), "unit"),
+])
+async def test_bad_arguments_are_typed_errors_and_send_nothing(port, line, call, field):
+    before = line.unit(1).requests
+    with pytest.raises(InvalidRequest) as err:
+        await call(port)
+    assert err.value.field == field
+    assert line.unit(1).requests == before
+    assert await port.read(1, Table.HOLDING, 0, 1) == [100]  # the port is fine

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from bridge import registry as seed_api
-from bridge.errors import PortUnavailable, SettingsConflict
+from bridge.errors import InvalidRequest, PortUnavailable, SettingsConflict
 from bridge.points import Table
-from bridge.registry import ClientRegistry, SerialLine
+from bridge.registry import ClientRegistry, SerialLine, TcpEndpoint
 from bridge.simulator import SimulatedLine
 
 from .conftest import BAUD
@@ -165,3 +165,24 @@ async def _until(check):
 
 def test_simulated_line_fixture_units(line: SimulatedLine):
     assert set(line.bus.units) == {1, 2}
+
+
+@pytest.mark.parametrize(("make", "field"), [
+    (lambda: SerialLine("/dev/ttyUSB0", 9600, "X"), "parity"),
+    (lambda: SerialLine("/dev/ttyUSB0", 0, "N"), "baudrate"),
+    (lambda: SerialLine("/dev/ttyUSB0", 9600, "N", stopbits=3), "stopbits"),
+    (lambda: SerialLine("/dev/ttyUSB0", 9600, "N", bytesize=9), "bytesize"),
+    (lambda: SerialLine("", 9600, "N"), "port"),
+    (lambda: TcpEndpoint("", 502), "host"),
+    (lambda: TcpEndpoint("gw", 70000), "port"),
+    (lambda: TcpEndpoint("gw", 502, "ascii"), "framer"),
+])
+def test_bad_transport_settings_are_typed_errors(make, field):
+    with pytest.raises(InvalidRequest) as err:
+        make()
+    assert err.value.field == field and field in err.value.message
+
+
+def test_seed_entry_point_refuses_bad_settings_before_opening_anything():
+    with pytest.raises(InvalidRequest, match="parity"):
+        seed_api.register_shared_client("/dev/ttyUSB0", "Q", 9600, "meter")
