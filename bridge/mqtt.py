@@ -115,7 +115,8 @@ class MqttLink:
                 failures += 1
                 if failures == 1 or failures % 10 == 0:
                     log.warning("MQTT broker %s:%s: %s; retrying in %.1f s",
-                                self.settings.host, self.settings.port, _reason(exc), delay)
+                                self.settings.host, self.settings.port,
+                                _reason(exc, tls=self.settings.tls is not None), delay)
             finally:
                 self._client = None
                 self.connected.clear()
@@ -202,8 +203,12 @@ def _inbound(message: aiomqtt.Message) -> Inbound:
                    response_topic or None, correlation, float(expiry) if expiry else None)
 
 
-def _reason(exc: aiomqtt.MqttError) -> str:
+def _reason(exc: aiomqtt.MqttError, *, tls: bool) -> str:
     text = str(exc)
     if "Not authorized" in text or "Bad user name or password" in text or "code:5" in text:
         return f"refused: bad username or password ({text})"
+    if tls and "timed out" in text:
+        # TLS 1.3: the broker rejects a client certificate only after the handshake,
+        # and aiomqtt just sees no CONNACK.
+        return f"{text} (over TLS: is the client certificate missing or not trusted?)"
     return text

@@ -338,3 +338,17 @@ def _listening(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
         return True
     return False
+
+
+@pytest.mark.parametrize(("error", "tls", "says"), [
+    ("[code:135] Not authorized", False, "refused: bad username or password"),
+    ("[code:134] Bad user name or password", True, "refused: bad username or password"),
+    ("Operation timed out", True, "is the client certificate missing or not trusted?"),
+    ("Operation timed out", False, "Operation timed out"),
+])
+def test_connection_failures_are_explained(error, tls, says):
+    import aiomqtt
+
+    from bridge.mqtt import _reason
+    assert says in _reason(aiomqtt.MqttError(error), tls=tls)
+    assert "not trusted" not in _reason(aiomqtt.MqttError(error), tls=False)
