@@ -121,7 +121,10 @@ class DeviceRunner:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug must not end this device's polling for good
+                log.exception("device %s: unexpected error while polling", self.id)
             next_at += self.poll_interval
             now = loop.time()
             if next_at < now:  # fell behind (dead unit, slow bus): don't burst to catch up

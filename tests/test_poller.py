@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,3 +46,23 @@ async def test_availability_transitions(outcomes, expected):
     for outcome in outcomes:
         await device.record(outcome)
     assert published == [("modbus/m/availability", text) for text in expected]
+
+
+async def test_an_unexpected_error_does_not_end_polling(caplog):
+    device, _ = runner()
+    device.poll_interval = 0.01
+    polls = 0
+
+    async def poll_once() -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            raise ValueError("a bug")
+        if polls == 3:
+            raise asyncio.CancelledError
+
+    device.poll_once = poll_once  # type: ignore[method-assign]
+    with pytest.raises(asyncio.CancelledError):
+        await device.poll_forever()
+    assert polls == 3
+    assert "unexpected error while polling" in caplog.text
