@@ -40,7 +40,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -411,7 +411,7 @@ async def _main() -> None:
     pending_warnings = _PendingCallsWarnings()
     logging.getLogger("mqtt").addFilter(pending_warnings)  # aiomqtt's default logger
     from bridge.simulator import SimulatedLine
-    from tests.broker import Mosquitto, probe
+    from tests.broker import Mosquitto
     from tests.conftest import TcpGateway, meter_unit
     from tests.e2e import running_bridge
 
@@ -427,32 +427,40 @@ async def _main() -> None:
                 if args.process:
                     await _run_separate(args, broker.port, config)
                     return
-                async with running_bridge(config) as bridge, \
-                        probe(broker.port, subscribe="modbus/+/availability") as watcher:
-                    for device in HEALTHY:
-                        await watcher.expect(f"modbus/{device}/availability",
-                                             lambda m: m.text == "online")
-                    baseline = await sequential(broker.port, args.baseline)
-                    print(latency_line(f"baseline, {args.baseline} sequential commands to "
-                                       "meter1, no load", baseline))
-                    before = settled_rss_mb()
-                    report = await burst(broker.port, args.count)
-                    after = settled_rss_mb()
-                    print(f"burst: {MIX}, queue_size {args.queue_size}, command_deadline "
-                          f"{args.deadline:g} s")
-                    print(report)
-                    print(f"RSS before {before:.1f} MB, after {after:.1f} MB "
-                          f"({after - before:+.1f} MB)")
-                    problems = report.problems()
-                    print("problems: " + ("; ".join(problems) if problems else "none"))
-                    print(latency_line("after the burst, 20 sequential commands to meter1",
-                                       await sequential(broker.port, 20)))
+                async with running_bridge(config) as bridge:
+                    await _measure(args, broker.port, settled_rss_mb, "bridge in this process")
                     print(f"handler tasks left: {len(bridge._handlers)}; online: "
                           f"{ {d: r.online for d, r in bridge.runners.items()} }; aiomqtt "
                           f"'pending publish calls' warnings: {pending_warnings.count}")
         finally:
             await gateway.stop()
             broker.stop()
+
+
+async def _measure(args: argparse.Namespace, broker_port: int, rss: Callable[[], float],
+                   where: str) -> None:
+    """Wait for the healthy devices, then baseline, burst and after-burst figures."""
+    from tests.broker import probe
+
+    async with probe(broker_port, subscribe="modbus/+/availability") as watcher:
+        for device in HEALTHY:
+            await watcher.expect(f"modbus/{device}/availability",
+                                 lambda m: m.text == "online", timeout=30)
+    baseline = await sequential(broker_port, args.baseline)
+    print(latency_line(f"baseline, {args.baseline} sequential commands to meter1, no load",
+                       baseline))
+    before = rss()
+    report = await burst(broker_port, args.count)
+    after = rss()
+    print(f"burst ({where}): {MIX}, queue_size {args.queue_size}, command_deadline "
+          f"{args.deadline:g} s")
+    print(report)
+    print(f"bridge RSS before {before:.1f} MB, after {after:.1f} MB "
+          f"({after - before:+.1f} MB)")
+    problems = report.problems()
+    print("problems: " + ("; ".join(problems) if problems else "none"))
+    print(latency_line("after the burst, 20 sequential commands to meter1",
+                       await sequential(broker_port, 20)))
 
 
 async def _run_separate(args: argparse.Namespace, broker_port: int,
@@ -464,33 +472,14 @@ async def _run_separate(args: argparse.Namespace, broker_port: int,
 
     import yaml
 
-    from tests.broker import probe
-
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as file:
         yaml.safe_dump(config, file)
         file.flush()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bridge", "run", "--config", file.name)
         try:
-            async with probe(broker_port, subscribe="modbus/+/availability") as watcher:
-                for device in HEALTHY:
-                    await watcher.expect(f"modbus/{device}/availability",
-                                         lambda m: m.text == "online", timeout=30)
-            baseline = await sequential(broker_port, args.baseline)
-            print(latency_line(f"baseline, {args.baseline} sequential commands to meter1, "
-                               "no load", baseline))
-            before = rss_mb(proc.pid)
-            report = await burst(broker_port, args.count)
-            after = rss_mb(proc.pid)
-            print(f"burst against a separate bridge process: {MIX}, queue_size "
-                  f"{args.queue_size}, command_deadline {args.deadline:g} s")
-            print(report)
-            print(f"bridge RSS before {before:.1f} MB, after {after:.1f} MB "
-                  f"({after - before:+.1f} MB)")
-            problems = report.problems()
-            print("problems: " + ("; ".join(problems) if problems else "none"))
-            print(latency_line("after the burst, 20 sequential commands to meter1",
-                               await sequential(broker_port, 20)))
+            await _measure(args, broker_port, lambda: rss_mb(proc.pid),
+                           "bridge as its own process")
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()

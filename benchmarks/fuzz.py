@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -145,9 +144,7 @@ async def fuzz(broker_port: int, devices: dict[str, list[str]], count: int, seed
                 code = "ok" if body.get("ok") else body["error"]["code"]
                 answers.setdefault(int(m.properties.CorrelationData), []).append(code)
             read = len(client.seen)
-            client._event.clear()  # woken by the probe's next message
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(client._event.wait(), 1.0)
+            await client.wait_new(1.0)
     report.seconds = time.monotonic() - started
     report.unanswered = [n for n in range(count) if n not in answers]
     for codes in answers.values():

@@ -121,9 +121,13 @@ class Probe:
                        _match(topic, m.topic)]
                 raise AssertionError(f"no matching message on {topic} within {timeout} s; "
                                      f"got {got[-5:]}")
-            self._event.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), remaining)
+            await self.wait_new(remaining)
+
+    async def wait_new(self, timeout: float) -> None:
+        """Until the next message arrives, or `timeout` seconds (no error)."""
+        self._event.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
 
     def mark(self) -> int:
         return len(self.seen)
