@@ -455,7 +455,7 @@ async def _measure(args: argparse.Namespace, broker_port: int, rss: Callable[[],
     print(f"burst ({where}): {MIX}, queue_size {args.queue_size}, command_deadline "
           f"{args.deadline:g} s")
     print(report)
-    print(f"bridge RSS before {before:.1f} MB, after {after:.1f} MB "
+    print(f"RSS before {before:.1f} MB, after {after:.1f} MB "
           f"({after - before:+.1f} MB)")
     problems = report.problems()
     print("problems: " + ("; ".join(problems) if problems else "none"))

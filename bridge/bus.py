@@ -173,7 +173,7 @@ class Bus:
     ) -> None:
         if not table.is_writable:
             raise InvalidRequest(f"{table} cannot be written", field="table")
-        _check_request(unit, address, len(values), 1968 if table.is_bits else 123, "values")
+        _check_request(unit, address, len(values), table.max_write, "values")
         if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
             raise InvalidRequest("register values must be 0..65535", field="values")
 

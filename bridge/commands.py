@@ -34,8 +34,6 @@ from bridge.errors import (
 from bridge.payload import check_size, kind, load_json, no_duplicates, short
 from bridge.points import Datapoint, Table
 
-MAX_WRITE = {Table.HOLDING: 123, Table.COIL: 1968}  # Modbus spec, FC 16 / FC 15
-
 RAW_READS = {"read_holding_registers": Table.HOLDING, "read_input_registers": Table.INPUT,
              "read_coils": Table.COIL, "read_discrete_inputs": Table.DISCRETE}
 RAW_WRITES = {"write_register": (Table.HOLDING, True), "write_registers": (Table.HOLDING, False),
@@ -131,7 +129,7 @@ def _raw_write(op: str, body: dict[str, Any]) -> RawWrite:
     if single:
         items = [_require(body, "value")]
     else:
-        items = _list(_require(body, "values"), "values", 1, MAX_WRITE[table])
+        items = _list(_require(body, "values"), "values", 1, table.max_write)
     values: list[Any] = []
     for i, item in enumerate(items):
         where = "value" if single else f"values[{i}]"

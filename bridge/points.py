@@ -39,6 +39,11 @@ class Table(StrEnum):
         """Largest count one read request may ask for (Modbus spec)."""
         return 2000 if self.is_bits else 125
 
+    @property
+    def max_write(self) -> int:
+        """Largest count one multiple-write request may carry (Modbus spec, FC 15/16)."""
+        return 1968 if self.is_bits else 123
+
 
 class DataType(StrEnum):
     INT16 = "int16"
