@@ -410,7 +410,7 @@ async def _main() -> None:
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     pending_warnings = _PendingCallsWarnings()
     logging.getLogger("mqtt").addFilter(pending_warnings)  # aiomqtt's default logger
-    from bridge.simulator import SimulatedLine
+    from bridge.modbus.simulator import SimulatedLine
     from tests.broker import Mosquitto
     from tests.conftest import TcpGateway, meter_unit
     from tests.e2e import running_bridge

@@ -19,11 +19,11 @@ import logging
 import statistics
 import time
 
-from bridge.bus import Priority
-from bridge.errors import BusError
-from bridge.points import Table
-from bridge.registry import ClientRegistry, SerialLine
-from bridge.simulator import SimulatedLine, SimUnit
+from bridge.core.errors import BusError
+from bridge.core.points import Table
+from bridge.modbus.bus import Priority
+from bridge.modbus.registry import ClientRegistry, SerialLine
+from bridge.modbus.simulator import SimulatedLine, SimUnit
 
 DEAD = 9
 

@@ -160,7 +160,7 @@ async def _main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    from bridge.simulator import SimulatedLine
+    from bridge.modbus.simulator import SimulatedLine
     from tests.broker import Mosquitto, probe
     from tests.conftest import meter_unit
     from tests.e2e import make_config, points_meter, running_bridge

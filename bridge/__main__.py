@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from .errors import ConfigError
+from bridge.core.errors import ConfigError
 
 EXIT_CONFIG = 2
 
@@ -25,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="config file (default as for run)")
     sub.add_parser("schema", help="print the config file's JSON Schema")
     demo = sub.add_parser("demo", help="hardware-free demo: simulated bus, local broker, bridge")
-    demo.add_argument("--port", type=int, default=1884, help="demo broker port (loopback)")
+    demo.add_argument("--port", type=int, default=1884, help="demo broker port on loopback"
+                      " (default 1884, or a free one if taken)")
     demo.add_argument("--duration", type=float, default=0,
                       help="stop after this many seconds (default: until Ctrl-C)")
     return parser
@@ -37,15 +38,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # pymodbus logs every unanswered request at ERROR; the bridge reports outcomes itself.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    from .config import config_json_schema, load_config
+    from bridge.config.load import config_json_schema, load_config
 
     if args.command == "schema":
         json.dump(config_json_schema(), sys.stdout, indent=2)
         print()
         return 0
     if args.command == "demo":
-        from .demo import run_demo
-        return asyncio.run(run_demo(args.port, args.duration))
+        from bridge.demo.run import DemoError, run_demo
+        try:
+            return asyncio.run(run_demo(args.port, args.duration))
+        except DemoError as exc:
+            print(f"demo: {exc.message}", file=sys.stderr)
+            return 1
     path = args.config if args.command == "run" else args.file
     try:
         config = load_config(path)
@@ -58,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         ports = {d.port_key for d in config.devices}
         print(f"ok: {len(config.devices)} devices on {len(ports)} ports")
         return 0
-    from .service import Bridge
+    from bridge.app import Bridge
 
     async def serve() -> None:
         await Bridge(config).run()

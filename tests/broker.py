@@ -192,3 +192,21 @@ async def probe(port: int, subscribe: str = "#", protocol: int = 5,
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await task
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def broker_config(conf: str, ports: dict[int, int]) -> str:
+    """The repo's mosquitto.conf with listener ports moved and its files made absolute,
+    to run the shipped config and ACL on free ports."""
+    lines = []
+    for line in conf.splitlines():
+        words = line.split()
+        if words[:1] == ["listener"] and len(words) > 1 and int(words[1]) in ports:
+            words[1] = str(ports[int(words[1])])
+            line = " ".join(words)
+        elif words[:1] in (["password_file"], ["acl_file"]):
+            line = f"{words[0]} {REPO / words[1]}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from bridge.registry import ClientRegistry, SerialLine, TcpEndpoint
-from bridge.simulator import SimBus, SimulatedLine, SimUnit, serve_tcp, tcp_server_port
+from bridge.modbus.registry import ClientRegistry, SerialLine, TcpEndpoint
+from bridge.modbus.simulator import SimBus, SimulatedLine, SimUnit, serve_tcp, tcp_server_port
 
 BAUD = 19200
 
@@ -94,7 +94,7 @@ async def wait_until(check: Callable[[], bool | Awaitable[bool]], timeout: float
 
 @pytest.fixture
 def mosquitto(tmp_path):
-    from .broker import Mosquitto
+    from tests.broker import Mosquitto
     broker = Mosquitto(tmp_path)
     broker.start()
     yield broker

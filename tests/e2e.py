@@ -8,10 +8,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from bridge.config import Config, validate_config
-from bridge.service import Bridge
-
-from .broker import Mosquitto
+from bridge.app import Bridge
+from bridge.config.load import Config, validate_config
+from tests.broker import Mosquitto
 
 
 def points_meter() -> list[dict[str, Any]]:

@@ -1,0 +1,195 @@
+"""Composition root: builds the registry, devices, runners and the MQTT link, runs
+them in one task group, and shuts down cleanly (offline published, ports closed)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+from bridge import __version__
+from bridge.config.load import Config
+from bridge.core import commands
+from bridge.core.errors import BridgeError, InternalError, RequestError
+from bridge.core.transport import SerialLine
+from bridge.device.runner import DeviceRunner
+from bridge.device.unit import Device
+from bridge.modbus.registry import ClientRegistry, ModbusClientWrapper
+from bridge.mqtt import results
+from bridge.mqtt.link import Inbound, MqttLink
+from bridge.mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+# Seconds for stopping pollers and saying offline (a frozen broker never acks), plus
+# up to 1 s for closing ports: SIGTERM must end the process within 5 s.
+SHUTDOWN_BUDGET = 3.0
+
+
+class Bridge:
+    def __init__(self, config: Config, registry: ClientRegistry | None = None) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.base_topic)
+        self.registry = registry or ClientRegistry(queue_size=config.bus.queue_size,
+                                                   backoff_max=config.bus.backoff_max)
+        self.started_at = results.utc_timestamp()
+        self.runners: dict[str, DeviceRunner] = {}
+        self.wrappers: dict[str, ModbusClientWrapper] = {}
+        self.allow_raw: dict[str, bool] = {}
+        for dev in config.devices:
+            wrapper = self.registry.register(dev.transport, dev.id, frame_gap=dev.frame_gap)
+            device = Device(dev.id, dev.unit, wrapper.bus, dev.points(), timeout=dev.timeout,
+                            retries=dev.retries, max_gap=dev.max_gap)
+            self.wrappers[dev.id] = wrapper
+            self.allow_raw[dev.id] = dev.allow_raw_writes
+            self.runners[dev.id] = DeviceRunner(
+                device, self.topics, self.publish, poll_interval=dev.poll_interval,
+                offline_after=dev.offline_after,
+                per_point_topics=config.mqtt.per_datapoint_topics)
+        self.link = MqttLink(config.mqtt, will_topic=self.topics.bridge_state,
+                             subscriptions=self.topics.subscriptions(list(self.runners)))
+        self._handlers: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
+
+    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
+        return await self.link.publish(topic, payload, retain=retain)
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def run(self, install_signal_handlers: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stopping.set)
+        tasks = [asyncio.create_task(self.link.run(self.on_connect, self.on_message),
+                                     name="mqtt")]
+        for dev_id, runner in self.runners.items():
+            tasks.append(asyncio.create_task(self._start_device(dev_id, runner),
+                                             name=f"poll[{dev_id}]"))
+        stop = asyncio.create_task(self.stopping.wait(), name="stop")
+        try:
+            # The MQTT link only ends by a bug; then stop loudly (a supervisor restarts
+            # us) rather than keep polling with nobody listening.
+            await asyncio.wait([stop, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            await self.shutdown(tasks)
+        if tasks[0].done() and not tasks[0].cancelled() and tasks[0].exception():
+            raise InternalError(f"MQTT link failed: {tasks[0].exception()!r}")
+
+    async def _start_device(self, dev_id: str, runner: DeviceRunner) -> None:
+        try:
+            await self.wrappers[dev_id].connect_async(dev_id)
+        except BridgeError as exc:
+            # Not fatal: the bus keeps reopening the port with back-off, and the
+            # poller logs the device going offline with this reason.
+            if isinstance(exc, RequestError):
+                raise
+            log.debug("device %s: %s", dev_id, exc.message)
+        await runner.poll_forever()
+
+    async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        log.info("stopping: publishing offline and closing ports")
+        pollers = [t for t in tasks if t.get_name() != "mqtt"]
+        for task in [*pollers, *self._handlers]:
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_BUDGET):
+                await asyncio.gather(*pollers, *self._handlers, return_exceptions=True)
+                for dev_id in self.runners:
+                    await self.publish(self.topics.availability(dev_id), "offline", retain=True)
+                await self.publish(self.topics.bridge_state, "offline", retain=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self.registry.close()
+
+    async def on_connect(self) -> None:
+        """(Re)publish everything retained: the broker may have forgotten it."""
+        await self.publish(self.topics.bridge_state, "online", retain=True)
+        await self.publish(self.topics.bridge_info, results.to_json(self.info()), retain=True)
+        for runner in self.runners.values():
+            await runner.publish_availability()
+            await runner.publish_state(force_points=True)
+
+    def info(self) -> dict[str, Any]:
+        ports = []
+        for wrapper in self.registry.clients.values():
+            transport = wrapper.transport
+            settings = dict(transport.__dict__) if transport is not None else {}
+            ports.append({"port": wrapper.identifier,
+                          "kind": "serial" if isinstance(transport, SerialLine) else "tcp",
+                          "settings": settings,
+                          "devices": sorted(wrapper.registered_devices)})
+        return {"version": __version__, "started_at": self.started_at,
+                "devices": list(self.runners), "ports": ports}
+
+    # -- commands -------------------------------------------------------------------
+
+    def on_message(self, message: Inbound) -> None:
+        task = asyncio.create_task(self.handle(message), name=f"cmd[{message.topic}]")
+        self._handlers.add(task)
+        task.add_done_callback(self._handlers.discard)
+
+    async def handle(self, message: Inbound) -> None:
+        inbound = self.topics.parse(message.topic)
+        if inbound is None or inbound.device not in self.runners:
+            return
+        if message.retain:
+            # A retained command would run again at every reconnect.
+            log.warning("dropped a retained message on %s (commands must not be retained)",
+                        message.topic)
+            return
+        runner = self.runners[inbound.device]
+        started = time.monotonic()
+        seconds = message.expiry if message.expiry is not None else \
+            self.config.bus.command_deadline
+        deadline = started + seconds
+        request_id: Any = None
+        op: str = inbound.kind
+        try:
+            try:
+                if inbound.kind == "request":
+                    request = commands.parse_request(message.payload, runner.device.points,
+                                                     self.allow_raw[inbound.device])
+                    request_id, op, command = request.id, request.op, request.command
+                elif inbound.kind == "set" and inbound.point is not None:
+                    command = commands.parse_set_point(inbound.point, message.payload,
+                                                       runner.device.points)
+                elif inbound.kind == "set":
+                    command = commands.parse_set(message.payload, runner.device.points)
+                else:
+                    command = commands.parse_get(message.payload, runner.device.points)
+            except commands.Rejected as rejected:
+                request_id, op = rejected.request_id, rejected.op or op
+                raise rejected.error from None
+            fields = await runner.execute(command, deadline)
+            body = results.success(request_id=request_id, op=op, device=runner.id,
+                                   duration_ms=_ms(started), **fields)
+        except BridgeError as exc:
+            body = results.failure(request_id=request_id, op=op, device=runner.id,
+                                   error=exc, duration_ms=_ms(started))
+        except Exception:
+            log.exception("internal error handling %s", message.topic)
+            body = results.failure(request_id=request_id, op=op, device=runner.id,
+                                   error=InternalError("internal error"),
+                                   duration_ms=_ms(started))
+        payload = results.to_json(body)
+        await self.publish(self.topics.response(runner.id), payload, retain=True)
+        if message.response_topic and _safe_reply_topic(message.response_topic, self.topics):
+            await self.link.publish(message.response_topic, payload,
+                                    correlation_data=message.correlation_data)
+
+
+def _safe_reply_topic(topic: str, topics: Topics) -> bool:
+    """No wildcards, and never one of our own command topics (that would loop)."""
+    return "+" not in topic and "#" not in topic and topics.parse(topic) is None
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000

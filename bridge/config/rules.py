@@ -1,0 +1,169 @@
+"""The config rules that span fields: pure functions over validated config models.
+
+Each returns `(location, message)` pairs, the location relative to the model or
+list it checks, so `config` reports every problem at the exact field
+(`devices[2].datapoints[0].bit`) and all problems of a file in one run. Kept apart
+from `config` so that the models read as the file's shape and these as its rules;
+nothing here imports pydantic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bridge.core.points import NAME_RE, RESERVED_NAMES, DataType
+
+if TYPE_CHECKING:
+    from bridge.config.models import DatapointSettings, DeviceLink
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# `<base>/bridge/...` is the bridge's own namespace (topics.py), never a device.
+BRIDGE_NAMESPACE = "bridge"
+# Keys of a device's state JSON besides its datapoints (mqtt-api.md): a datapoint
+# with one of these names would be overwritten in `<base>/<device>`.
+STATE_KEYS = frozenset({"last_seen"})
+ADDRESS_SPACE = 65536  # protocol addresses 0..65535 in each table
+
+SERIAL_LINE = ("baudrate", "parity", "stopbits", "bytesize", "frame_gap")
+TCP_LINE = ("framer", "frame_gap")
+
+
+def device_id_problem(value: str) -> str | None:
+    if not DEVICE_ID_RE.match(value):
+        return "must match [A-Za-z0-9_-]+ (it is a level of MQTT topics)"
+    if value == BRIDGE_NAMESPACE:
+        return f"{value!r} is reserved for the bridge's own topics (<base>/bridge/...)"
+    return None
+
+
+def point_name_problem(value: str) -> str | None:
+    if not NAME_RE.match(value):
+        return "must match [A-Za-z0-9_]+ (it is a level of MQTT topics)"
+    if value in RESERVED_NAMES:
+        return f"{value!r} is reserved: {', '.join(sorted(RESERVED_NAMES))} are device sub-topics"
+    if value in STATE_KEYS:
+        return f"{value!r} is reserved: the device's state JSON uses that key itself"
+    return None
+
+
+def topic_prefix_problem(value: str) -> str | None:
+    if value.startswith("$") or any(
+            not level or any(c in level for c in "+#\0") for level in value.split("/")):
+        return ("must be MQTT topic levels joined by '/': no empty level, no '+' or '#',"
+                " not starting with '$'")
+    return None
+
+
+def raw_range(data_type: DataType) -> tuple[int, int]:
+    """The raw values an integer type can hold."""
+    bits = 16 * data_type.words
+    if data_type.is_signed:
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def span(dp: DatapointSettings) -> int:
+    """Registers (or bits) a valid datapoint spans; as `points.Datapoint.count`."""
+    if dp.table.is_bits or dp.type is DataType.BOOL:
+        return 1
+    if dp.type is DataType.STRING:
+        return dp.length or 1
+    return dp.type.words
+
+
+def datapoint_problems(dp: DatapointSettings) -> list[Problem]:
+    """Rules between the fields of one datapoint."""
+    found: list[Problem] = []
+    table, kind = dp.table, dp.type
+    if table.is_bits and kind is not DataType.BOOL:
+        found.append((("type",), f"{table} datapoints are single bits: type must be bool"))
+    if dp.bit is not None and table.is_bits:
+        found.append((("bit",), f"bit selects a bit of a register; {table} datapoints are bits"
+                                " already (use it on holding or input)"))
+    elif dp.bit is not None and kind is not DataType.BOOL:
+        found.append((("bit",), f"bit needs type bool, not {kind}"))
+    if kind is DataType.STRING and dp.length is None:
+        found.append((("length",), "required for string datapoints (registers, 1..125)"))
+    if kind is not DataType.STRING and dp.length is not None:
+        found.append((("length",), f"only for string datapoints, not {kind}"))
+    if dp.word_order is not None and kind.words < 2:
+        found.append((("word_order",), f"only for 32/64-bit types, not {kind}: remove it"))
+    if dp.byte_order is not None and table.is_bits:
+        found.append((("byte_order",), f"{table} datapoints are bits, they have no bytes"))
+    if dp.writable and not table.is_writable:
+        found.append((("writable",), f"{table} datapoints are read-only"))
+    for name in ("min", "max"):
+        if getattr(dp, name) is not None and not kind.is_numeric:
+            found.append(((name,), f"only for numeric types, not {kind}"))
+    if dp.min is not None and dp.max is not None and dp.min > dp.max:
+        found.append((("min",), f"min ({dp.min:g}) must be <= max ({dp.max:g})"))
+    if dp.scale == 0:
+        found.append((("scale",), "must not be 0"))
+    for name, neutral in (("scale", 1), ("offset", 0)):
+        if getattr(dp, name) != neutral and not kind.is_numeric:
+            found.append(((name,), f"only for numeric types, not {kind}"))
+    if dp.values and not kind.is_integer:
+        found.append((("values",), f"a value map needs an integer type, not {kind}"))
+    elif dp.values:
+        low, high = raw_range(kind)
+        labels: dict[str, int] = {}
+        for raw, label in dp.values.items():
+            if not low <= raw <= high:
+                found.append((("values", raw), f"{raw} does not fit {kind} ({low}..{high})"))
+            if label in labels:
+                found.append((("values", raw), f"label {label!r} is also used for"
+                                               f" {labels[label]}: the map works both ways"))
+            labels.setdefault(label, raw)
+    return found
+
+
+def datapoint_list_problems(items: Sequence[tuple[int, DatapointSettings]],
+                            address_base: int | None) -> list[Problem]:
+    """Rules across a device's datapoints: unique names, spans inside the address space
+    (`address_base` None: the device's own field is invalid, spans are not checked)."""
+    found: list[Problem] = []
+    names: dict[str, int] = {}
+    for i, dp in items:
+        if dp.name in names:
+            found.append(((i, "name"), f"duplicate datapoint name {dp.name!r}"
+                                       f" (also datapoints[{names[dp.name]}])"))
+        names.setdefault(dp.name, i)
+        if address_base is None:
+            continue
+        start, last = dp.address - address_base, dp.address + span(dp) - 1
+        if start < 0:
+            found.append(((i, "address"), f"{dp.address} is below address_base {address_base}"
+                                          f" (the device counts from {address_base})"))
+        elif start + span(dp) > ADDRESS_SPACE:
+            found.append(((i, "address"), f"span {dp.address}..{last} does not fit"
+                                          f" {address_base}..{ADDRESS_SPACE - 1 + address_base}"))
+    return found
+
+
+def device_list_problems(items: Sequence[tuple[int, DeviceLink]]) -> list[Problem]:
+    """Rules across devices: unique ids; devices on one port agree on its settings."""
+    found: list[Problem] = []
+    ids: dict[str, int] = {}
+    first_on_port: dict[object, DeviceLink] = {}
+    for i, dev in items:
+        if dev.id in ids:
+            found.append(((i, "id"), f"duplicate device id {dev.id!r}"
+                                     f" (also devices[{ids[dev.id]}])"))
+        ids.setdefault(dev.id, i)
+        first = first_on_port.setdefault(dev.port_key, dev)
+        if first is dev:
+            continue
+        section, settings = ("serial", SERIAL_LINE) if dev.serial else ("tcp", TCP_LINE)
+        for name in settings:
+            mine = getattr(getattr(dev, section), name)
+            theirs = getattr(getattr(first, section), name)
+            if mine != theirs:
+                found.append(((i, section, name),
+                              f"devices {first.id!r} and {dev.id!r} share port {dev.port_key}"
+                              f" but disagree on {name}: {theirs!r} vs {mine!r}"))
+    return found

@@ -1,0 +1,237 @@
+"""Registers and bits to values and back. Pure: no I/O, no pymodbus.
+
+Conventions (config.md):
+
+- Registers are 16-bit words. `byte_order` orders the two bytes inside each
+  word, `word_order` orders the words of a 32/64-bit value; "big"/"big" is the
+  Modbus default (most significant first).
+- value = raw * scale + offset on reads; writes invert it and round to the
+  integer type (never an error for a scaled integer).
+- A value map translates raw integers to labels on reads and labels (or the raw
+  integers themselves) back on writes. Raw 0 is a value like any other.
+- `bit` numbers a bit inside a register, 0 = least significant.
+
+Decoding never raises for what a device can send: a raw value outside the value
+map decodes to the raw number, a NaN or infinite float to None (JSON has no NaN).
+Encoding raises the typed request errors naming `values.<datapoint>`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from decimal import ROUND_FLOOR, Decimal
+
+from bridge.core.errors import InvalidRequest, OutOfRange
+from bridge.core.payload import short
+from bridge.core.points import Datapoint, DataType, Order, Value
+
+_FLOAT_FORMAT = {DataType.FLOAT32: ">f", DataType.FLOAT64: ">d"}
+
+
+# -- words <-> bytes ----------------------------------------------------------
+
+def words_to_bytes(words: Sequence[int], word_order: Order, byte_order: Order) -> bytes:
+    """The value's bytes, most significant first, from registers in device order."""
+    ordered = list(words) if word_order is Order.BIG else list(reversed(words))
+    out = bytearray()
+    for word in ordered:
+        pair = (int(word) & 0xFFFF).to_bytes(2, "big")
+        out += pair if byte_order is Order.BIG else pair[::-1]
+    return bytes(out)
+
+
+def bytes_to_words(data: bytes, word_order: Order, byte_order: Order) -> list[int]:
+    """Registers in device order for a value's bytes (most significant first)."""
+    words = []
+    for i in range(0, len(data), 2):
+        pair = data[i:i + 2]
+        words.append(int.from_bytes(pair if byte_order is Order.BIG else pair[::-1], "big"))
+    return words if word_order is Order.BIG else list(reversed(words))
+
+
+def set_bit(register: int, bit: int, on: bool) -> int:
+    """`register` with one bit (0 = least significant) set or cleared."""
+    return register | (1 << bit) if on else register & ~(1 << bit) & 0xFFFF
+
+
+# -- decode ---------------------------------------------------------------------
+
+def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | None:
+    """The value of `point` from exactly `point.count` registers or bits."""
+    if len(raw) != point.count:
+        raise ValueError(f"{point.name}: expected {point.count} words, got {len(raw)}")
+    if point.table.is_bits:
+        return bool(raw[0])
+    if point.type is DataType.BOOL:
+        word = int(raw[0])
+        return bool(word >> point.bit & 1) if point.bit is not None else word != 0
+    if point.type is DataType.STRING:
+        data = words_to_bytes([int(w) for w in raw], Order.BIG, point.byte_order)
+        return data.decode("utf-8", errors="replace").rstrip("\x00 ")
+    data = words_to_bytes([int(w) for w in raw], point.word_order, point.byte_order)
+    if point.type.is_float:
+        (number,) = struct.unpack(_FLOAT_FORMAT[point.type], data)
+        if not math.isfinite(number):
+            return None
+        if point.type is DataType.FLOAT32:
+            # The shortest decimal that is still this float32; more is binary noise
+            # (5.000000476837158 for 5.0000005). A fixed 7 digits is not enough: it
+            # turns 10000001.0 into 10000000.0, a different float32.
+            number = _shortest_float32(number)
+        return _scaled(point, number)
+    integer = int.from_bytes(data, "big", signed=point.type.is_signed)
+    if point.values:
+        if integer in point.values:
+            return point.values[integer]
+        return integer
+    return _scaled(point, integer)
+
+
+def _shortest_float32(number: float) -> float:
+    packed = struct.pack(">f", number)
+    for digits in range(6, 9):  # 9 significant digits always round-trip a float32
+        candidate = float(f"{number:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
+    return float(f"{number:.9g}")
+
+
+def _scaled(point: Datapoint, raw: int | float) -> int | float:
+    if point.scale == 1 and point.offset == 0:
+        return raw
+    value = raw * point.scale + point.offset
+    # 215 * 0.1 is 21.500000000000004 in binary; 12 significant digits is what
+    # any register can honestly carry and prints as the device means it.
+    value = float(f"{value:.12g}")
+    if point.type.is_integer and value.is_integer() and float(point.scale).is_integer() \
+            and float(point.offset).is_integer():
+        return int(value)
+    return value
+
+
+# -- encode ---------------------------------------------------------------------
+
+def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
+    """Registers (or bits) that carry `value` for `point`; checks before encoding."""
+    where = f"values.{point.name}"
+    if point.table.is_bits:
+        return [_as_bool(value, where)]
+    if point.type is DataType.BOOL:
+        on = _as_bool(value, where)
+        if point.bit is not None:
+            return [set_bit(0, point.bit, on)]
+        return [int(on)]
+    if point.type is DataType.STRING:
+        return _encode_string(point, value, where)
+    if point.values:
+        raw: int | float = _unmap(point, value, where)
+    else:
+        number = _as_number(value, where)
+        _check_limits(point, number, where)
+        if isinstance(value, int) and point.scale == 1 and point.offset == 0:
+            raw = value  # exact, also beyond float precision (64-bit counters)
+        else:
+            raw = (number - point.offset) / point.scale
+            if not math.isfinite(raw):
+                raise OutOfRange(f"{short(value)} does not fit {point.type}", field=where)
+            if point.type.is_integer:
+                raw = _round_half_up(number, point)
+    if point.type.is_float:
+        try:
+            data = struct.pack(_FLOAT_FORMAT[point.type], raw)
+        except OverflowError:
+            raise OutOfRange(f"{short(value)} does not fit {point.type}",
+                             field=where) from None
+    else:
+        # Round half up (21.45/0.1 -> 215); a scaled write never raises for rounding.
+        integer = raw if isinstance(raw, int) else math.floor(raw + 0.5)
+        bits = point.type.words * 16
+        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if point.type.is_signed \
+            else (0, (1 << bits) - 1)
+        if not low <= integer <= high:
+            raise OutOfRange(f"{short(value)} is outside {point.type} ({low}..{high}) "
+                             "after scale and offset", field=where)
+        data = integer.to_bytes(bits // 8, "big", signed=point.type.is_signed)
+    return bytes_to_words(data, point.word_order, point.byte_order)
+
+
+def _round_half_up(number: float, point: Datapoint) -> int:
+    """(number - offset) / scale rounded half up, in decimal: in binary 21.45/0.1 is
+    214.49999999999997, which would round to 214 instead of 215."""
+    exact = (Decimal(repr(number)) - Decimal(repr(point.offset))) / Decimal(repr(point.scale))
+    return int((exact + Decimal("0.5")).to_integral_value(rounding=ROUND_FLOOR))
+
+
+_TRUE = frozenset({"true", "on", "1", "yes"})
+_FALSE = frozenset({"false", "off", "0", "no"})
+
+
+def _as_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    # Plain-text set/<dp> payloads: Home Assistant switches send ON/OFF.
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidRequest(f"expected true or false, got {short(value)}", field=where)
+
+
+def _as_number(value: object, where: str) -> float:
+    if isinstance(value, str):
+        value = _numeric_text(value, where)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRequest(f"expected a number, got {type(value).__name__}", field=where)
+    try:
+        number = float(value)
+    except OverflowError:
+        raise OutOfRange("the number is too large", field=where) from None
+    if not math.isfinite(number):
+        raise InvalidRequest(f"expected a finite number, got {short(value)}", field=where)
+    return number
+
+
+def _numeric_text(text: str, where: str) -> int | float:
+    """A number written as text ("21.5" from a plain set/<dp> payload or a form)."""
+    stripped = text.strip()
+    if len(stripped) <= 40:
+        try:
+            return int(stripped)
+        except ValueError:
+            try:
+                return float(stripped)
+            except ValueError:
+                pass
+    raise InvalidRequest(f"expected a number, got {short(text)}", field=where)
+
+
+def _check_limits(point: Datapoint, number: float, where: str) -> None:
+    if point.min is not None and number < point.min:
+        raise OutOfRange(f"{number:g} is below the minimum {point.min:g}", field=where)
+    if point.max is not None and number > point.max:
+        raise OutOfRange(f"{number:g} is above the maximum {point.max:g}", field=where)
+
+
+def _unmap(point: Datapoint, value: object, where: str) -> int:
+    """The raw integer for a label, or for a raw integer that the map knows."""
+    if isinstance(value, str):
+        for raw, label in point.values.items():
+            if label == value:
+                return raw
+    elif isinstance(value, int) and not isinstance(value, bool) and value in point.values:
+        return value
+    choices = ", ".join(repr(label) for label in point.values.values())
+    raise OutOfRange(f"{short(value)} is not one of {choices}", field=where)
+
+
+def _encode_string(point: Datapoint, value: object, where: str) -> list[int]:
+    if not isinstance(value, str):
+        raise InvalidRequest(f"expected a string, got {type(value).__name__}", field=where)
+    assert point.length is not None
+    data = value.encode("utf-8")
+    size = point.length * 2
+    if len(data) > size:
+        raise OutOfRange(f"{len(data)} bytes do not fit {point.length} registers", field=where)
+    return bytes_to_words(data.ljust(size, b"\x00"), Order.BIG, point.byte_order)

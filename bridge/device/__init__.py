@@ -1,0 +1,1 @@
+"""One Modbus unit: datapoint reads and writes, its poll loop and availability."""

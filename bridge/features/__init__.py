@@ -1,0 +1,1 @@
+"""Optional features, one module each, started and stopped by the composition root."""

@@ -1,0 +1,428 @@
+"""One port's queue and worker: one Modbus transaction at a time, in a fair order.
+
+Every request for a port (serial line or TCP endpoint) is an item in this
+queue; a single worker task takes them one by one and runs them on the port's
+pymodbus client. The worker decides the order:
+
+- commands (from MQTT) go ahead of polls; within a priority, first come first served;
+- an item whose deadline passed while it was queued is answered `expired` and
+  never sent;
+- past `queue_size` waiting items a submit is refused at once with `busy`;
+- a unit that stopped answering backs off (one timeout, doubling, capped): its
+  polls and retries wait in the queue until then, so they never run back to
+  back while healthy units on the same port are waiting. A command's *first*
+  attempt is always tried, so a person gets a real answer. Only a unit that was
+  answering is retried at all; one already failing gets one attempt per request;
+- the line is kept silent for `frame_gap` between frames (pymodbus does not do
+  it, #2911), and after the first timeout of a unit that used to answer for one
+  more timeout, so a late reply cannot be taken for the next request's answer
+  (RTU has no transaction id; pymodbus PR #2636);
+- pymodbus runs with retries=0 and never closes the port for missed replies
+  (set_max_no_responses): retries and back-off are ours, per unit (#3012);
+- a port that is down is reopened with capped back-off; meanwhile items fail
+  at once with `port_unavailable`;
+- exception responses: 05 (acknowledge) to a write is success; 06 (busy) is
+  retried after one timeout within the item's retries; 0A/0B (gateway: unit
+  unreachable) count as failures like a timeout; the others are reported.
+
+Every pymodbus exception is translated here into `errors.BusError` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from bridge.core.errors import (
+    BusError,
+    Busy,
+    Expired,
+    InternalError,
+    InvalidRequest,
+    ModbusExceptionError,
+    ModbusTimeout,
+    PortUnavailable,
+)
+from bridge.core.points import Table
+
+log = logging.getLogger(__name__)
+
+Raw = list[int] | list[bool]
+
+ACKNOWLEDGE = 5  # exception 05: the unit accepted a write and processes it later
+SERVER_BUSY = 6  # exception 06: alive but busy, worth a retry after a pause
+
+
+class Priority(IntEnum):
+    COMMAND = 0
+    POLL = 1
+
+
+@dataclass
+class UnitHealth:
+    """Failure bookkeeping of one unit on this port."""
+
+    failures: int = 0  # consecutive failed transactions
+    ready_at: float = 0.0  # monotonic time before which polls and retries wait
+
+    def backing_off(self, now: float) -> bool:
+        return now < self.ready_at
+
+
+@dataclass(order=True)
+class _Item:
+    priority: int
+    seq: int
+    unit: int = field(compare=False)
+    run: Callable[[Any], Awaitable[Raw | None]] = field(compare=False)
+    future: asyncio.Future[Raw | None] = field(compare=False)
+    deadline: float | None = field(compare=False)
+    timeout: float = field(compare=False)
+    attempts_left: int = field(compare=False)
+    first_attempt: bool = field(compare=False, default=True)
+
+
+@dataclass
+class BusStats:
+    requests: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)  # last 1000 transactions
+    last_success: float | None = None  # wall clock
+
+
+def char_time_gap(baudrate: int, bytesize: int, parity: str, stopbits: int) -> float:
+    """3.5 character times (Modbus over serial line spec 2.5.1.1), 1.75 ms above 19200 baud."""
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate
+
+
+class Bus:
+    """The queue and worker of one port. `opener` (re)opens the port or raises PortUnavailable."""
+
+    def __init__(
+        self,
+        name: str,
+        client: Any,
+        opener: Callable[[], Awaitable[None]],
+        *,
+        queue_size: int = 256,
+        frame_gap: float = 0.0,
+        backoff_max: float = 60.0,
+        reopen_min: float = 0.2,
+        reopen_max: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.client = client
+        self._opener = opener
+        self.queue_size = queue_size
+        self.frame_gap = frame_gap
+        self.backoff_max = backoff_max
+        self._reopen_min = reopen_min
+        self._reopen_max = reopen_max
+        self._reopen_delay = reopen_min
+        self._reopen_at = 0.0
+        self._port_error: PortUnavailable | None = None
+        self._heap: list[_Item] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._quiet_until = 0.0  # the line must stay silent until then
+        self.units: dict[int, UnitHealth] = {}
+        self.stats = BusStats()
+
+    # -- submitting ---------------------------------------------------------
+
+    def health(self, unit: int) -> UnitHealth:
+        return self.units.setdefault(unit, UnitHealth())
+
+    async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
+        _check_request(unit, address, count, table.max_read)
+        async def run(client: Any) -> Raw:
+            response = await _READS[table](client, address, count=count, device_id=unit)
+            _check_exception(response)
+            if table.is_bits:
+                bits = [bool(b) for b in response.bits]
+                if len(bits) != (count + 7) // 8 * 8:
+                    raise ModbusTimeout(f"reply has {len(bits)} bits, asked for {count}")
+                return bits[:count]
+            registers = [int(r) for r in response.registers]
+            if len(registers) != count:
+                # A stale reply to an earlier request (RTU has no transaction id).
+                raise ModbusTimeout(f"reply has {len(registers)} registers, asked for {count}")
+            return registers
+
+        result = await self.submit(unit, run, **kw)
+        assert result is not None
+        return result
+
+    async def write(
+        self, unit: int, table: Table, address: int, values: Sequence[int] | Sequence[bool],
+        *, single: bool = False, **kw: Any,
+    ) -> None:
+        if not table.is_writable:
+            raise InvalidRequest(f"{table} cannot be written", field="table")
+        _check_request(unit, address, len(values), table.max_write, "values")
+        if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
+            raise InvalidRequest("register values must be 0..65535", field="values")
+
+        async def run(client: Any) -> None:
+            if table is Table.COIL:
+                if single:
+                    response = await client.write_coil(address, bool(values[0]), device_id=unit)
+                else:
+                    response = await client.write_coils(
+                        address, [bool(v) for v in values], device_id=unit)
+            elif single:
+                response = await client.write_register(address, int(values[0]), device_id=unit)
+            else:
+                response = await client.write_registers(
+                    address, [int(v) for v in values], device_id=unit)
+            if response.isError() and getattr(response, "exception_code", None) == ACKNOWLEDGE:
+                return  # accepted: not an error for a write
+            _check_exception(response)
+
+        await self.submit(unit, run, **kw)
+
+    async def submit(
+        self,
+        unit: int,
+        run: Callable[[Any], Awaitable[Raw | None]],
+        *,
+        priority: Priority = Priority.COMMAND,
+        timeout: float = 0.5,
+        retries: int = 0,
+        deadline: float | None = None,
+    ) -> Raw | None:
+        """Queue one transaction and wait for its outcome; raises BusError subclasses."""
+        if len(self._heap) >= self.queue_size:
+            self._count_error("busy")
+            raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
+        self._ensure_worker()
+        future: asyncio.Future[Raw | None] = asyncio.get_running_loop().create_future()
+        item = _Item(int(priority), next(self._seq), unit, run, future, deadline, timeout,
+                     retries)
+        heapq.heappush(self._heap, item)
+        self._wake.set()
+        return await future
+
+    # -- the worker ------------------------------------------------------------
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work(), name=f"bus[{self.name}]")
+
+    async def close(self, reason: str = "port closed") -> None:
+        """Stop the worker; everything still queued is answered port_unavailable."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while self._heap:
+            item = heapq.heappop(self._heap)
+            if not item.future.done():
+                item.future.set_exception(PortUnavailable(f"{self.name}: {reason}"))
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._next_item()
+            try:
+                await self._run(item)
+            except Exception as exc:  # never let one item kill the port's worker
+                log.exception("bus[%s]: unexpected error", self.name)
+                if not item.future.done():
+                    item.future.set_exception(
+                        InternalError(f"unexpected {type(exc).__name__}: {exc}"))
+
+    async def _next_item(self) -> _Item:
+        """The best eligible item; waits while all queued items are backing off."""
+        while True:
+            now = time.monotonic()
+            wake_at: float | None = None
+            # A command to a unit that is backing off still gets its first attempt,
+            # but only after the waiting items of units that answer.
+            fallback: _Item | None = None
+            for item in sorted(self._heap):
+                if item.future.done():  # the caller went away
+                    self._heap.remove(item)
+                    continue
+                if item.deadline is not None and now >= item.deadline:
+                    self._heap.remove(item)
+                    self._count_error("expired")
+                    item.future.set_exception(Expired("deadline passed while queued"))
+                    continue
+                health = self.health(item.unit)
+                if not health.backing_off(now):
+                    return self._take(item)
+                if item.priority == Priority.COMMAND and item.first_attempt:
+                    fallback = fallback or item
+                    continue
+                wake_at = health.ready_at if wake_at is None else min(wake_at, health.ready_at)
+                if item.deadline is not None:
+                    wake_at = min(wake_at, item.deadline)
+            if fallback is not None:
+                return self._take(fallback)
+            heapq.heapify(self._heap)
+            self._wake.clear()
+            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _take(self, item: _Item) -> _Item:
+        self._heap.remove(item)
+        heapq.heapify(self._heap)
+        return item
+
+    async def _run(self, item: _Item) -> None:
+        try:
+            await self._ensure_open()
+        except PortUnavailable as exc:
+            self._finish(item, exc)
+            return
+        delay = self._quiet_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        health = self.health(item.unit)
+        started = time.monotonic()
+        self.stats.requests += 1
+        try:
+            async with asyncio.timeout(item.timeout):
+                result = await item.run(self.client)
+        except (TimeoutError, ModbusTimeout, ModbusIOException) as exc:
+            message = str(exc) if isinstance(exc, ModbusTimeout) else (
+                f"unit {item.unit} did not answer within {item.timeout:g} s")
+            self._failed(item, health, ModbusTimeout(message))
+            return
+        except ConnectionException as exc:
+            self._port_down(PortUnavailable(f"{self.name}: connection lost ({exc})"))
+            self._finish(item, self._port_error or PortUnavailable(self.name))
+            return
+        except ModbusExceptionError as exc:
+            # An exception response proves the unit is alive, unless a gateway says it is not.
+            if exc.counts_as_failure:
+                self._failed(item, health, exc)
+                return
+            self._succeeded(health, started)
+            if exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
+                # Alive but busy: ask again after one timeout; others go first meanwhile.
+                health.ready_at = time.monotonic() + item.timeout
+                self._requeue(item)
+                return
+            self._finish(item, exc)
+            return
+        except ModbusException as exc:
+            self._failed(item, health, ModbusTimeout(f"unit {item.unit}: {exc}"))
+            return
+        finally:
+            self._quiet_until = max(self._quiet_until, time.monotonic() + self.frame_gap)
+        self._succeeded(health, started)
+        if not item.future.done():
+            item.future.set_result(result)
+
+    def _succeeded(self, health: UnitHealth, started: float) -> None:
+        health.failures = 0
+        health.ready_at = 0.0
+        self.stats.last_success = time.time()
+        self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
+        del self.stats.latencies_ms[:-1000]
+
+    def _failed(self, item: _Item, health: UnitHealth, error: BusError) -> None:
+        now = time.monotonic()
+        if health.failures == 0:
+            # A unit that used to answer may just be slow: keep the line quiet so its
+            # late reply is not taken for the next request's answer.
+            self._quiet_until = max(self._quiet_until, now + item.timeout)
+        health.failures += 1
+        backoff = min(item.timeout * 2 ** (health.failures - 1), self.backoff_max)
+        health.ready_at = now + backoff
+        # Retry only a unit that was answering until now: it may have missed one frame.
+        # A unit already failing gets one attempt per request, so it cannot hog the line.
+        if item.attempts_left > 0 and health.failures == 1:
+            self._requeue(item)
+            return
+        self._finish(item, error)
+
+    def _requeue(self, item: _Item) -> None:
+        """Queue a retry; it waits for the unit's back-off like a poll does."""
+        if item.future.done():  # the caller went away
+            return
+        item.attempts_left -= 1
+        item.first_attempt = False
+        item.seq = next(self._seq)  # to the back of its priority class
+        heapq.heappush(self._heap, item)
+
+    def _finish(self, item: _Item, error: BusError) -> None:
+        self._count_error(error.code)
+        if not item.future.done():
+            item.future.set_exception(error)
+
+    def _count_error(self, code: str) -> None:
+        self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+
+    # -- the port --------------------------------------------------------------
+
+    def _port_down(self, error: PortUnavailable) -> None:
+        self._port_error = error
+        self.client.close()
+
+    async def _ensure_open(self) -> None:
+        if self.client.connected:
+            return
+        now = time.monotonic()
+        if now < self._reopen_at and self._port_error is not None:
+            raise PortUnavailable(
+                f"{self._port_error.message}; next try in {self._reopen_at - now:.1f} s")
+        try:
+            await self._opener()
+        except PortUnavailable as exc:
+            if self._port_error is None or self._port_error.message != exc.message:
+                log.warning("%s", exc.message)
+            self._port_error = exc
+            self._reopen_at = time.monotonic() + self._reopen_delay
+            self._reopen_delay = min(self._reopen_delay * 2, self._reopen_max)
+            raise
+        if self._port_error is not None:
+            log.info("port %s is open again", self.name)
+        self._port_error = None
+        self._reopen_delay = self._reopen_min
+        self._quiet_until = time.monotonic() + self.frame_gap
+
+
+_READS: dict[Table, Callable[..., Awaitable[Any]]] = {
+    Table.HOLDING: lambda c, a, **kw: c.read_holding_registers(a, **kw),
+    Table.INPUT: lambda c, a, **kw: c.read_input_registers(a, **kw),
+    Table.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
+    Table.DISCRETE: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
+}
+
+
+def _check_request(unit: int, address: int, count: int, most: int,
+                   count_field: str = "count") -> None:
+    """Arguments pymodbus would reject with a ValueError (or worse, send)."""
+    if not 1 <= unit <= 247:
+        # Unit 0 is broadcast: no unit answers it, so a read could only time out.
+        raise InvalidRequest(f"unit must be 1..247, got {unit}", field="unit")
+    if not 0 <= address <= 65535:
+        raise InvalidRequest(f"address must be 0..65535, got {address}", field="address")
+    if not 1 <= count <= most:
+        raise InvalidRequest(f"{count_field}: 1..{most} per request, got {count}",
+                             field=count_field)
+    if address + count > 65536:
+        raise InvalidRequest(f"address {address} + {count} runs past 65535", field=count_field)
+
+
+def _check_exception(response: Any) -> None:
+    if response.isError():
+        raise ModbusExceptionError(int(getattr(response, "exception_code", 4)))
