@@ -31,7 +31,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bridge.config import rules
 from bridge.core.points import Datapoint, DataType, Order, Table
-from bridge.core.transport import SerialLine, TcpEndpoint, Transport
+from bridge.core.transport import TCP_UNITS, SerialLine, TcpEndpoint, Transport, unit_problem
 
 # Frozen: the running bridge never changes its config (use model_copy(update=...)).
 # Attribute docstrings become descriptions in the JSON Schema (`bridge schema`).
@@ -300,8 +300,9 @@ class DeviceLink(BaseModel):
 class DeviceSettings(DeviceLink):
     name: str | None = None
     """For humans and Home Assistant."""
-    unit: Annotated[int, Field(ge=1, le=247)]
-    """Modbus unit (slave) id."""
+    unit: Annotated[int, Field(ge=TCP_UNITS.start, le=TCP_UNITS.stop - 1)]
+    """Modbus unit (slave) id: 1..247 on a serial line and RTU over TCP, 0..255 on
+    Modbus TCP (many TCP devices answer only on 0 or 255)."""
     timeout: PositiveFloat = 0.5
     """Seconds per attempt."""
     retries: Annotated[int, Field(ge=0, le=5)] = 1
@@ -326,6 +327,12 @@ class DeviceSettings(DeviceLink):
         base = info.data.get("address_base")  # absent when address_base itself is invalid
         return check_list(value, handler, cls.__name__, DatapointSettings,
                           lambda items: rules.datapoint_list_problems(items, base))
+
+    @model_validator(mode="after")
+    def _unit_fits_transport(self) -> Self:
+        if (problem := unit_problem(self.unit, self.transport.units)) is not None:
+            raise_problems(type(self).__name__, [(("unit",), problem)])
+        return self
 
     @model_validator(mode="after")
     def _convertible(self) -> Self:

@@ -13,6 +13,22 @@ from dataclasses import dataclass
 
 from bridge.core.errors import InvalidRequest
 
+# Unit ids on a serial line (and RTU over TCP, a serial line behind a gateway):
+# 0 is broadcast (nobody answers) and 248..255 are reserved by the serial-line spec.
+SERIAL_UNITS = range(1, 248)
+# Modbus TCP proper: the unit id addresses the device itself, and many devices
+# answer only on 0 or 255 (Modbus Messaging on TCP/IP guide, 4.4.2).
+TCP_UNITS = range(0, 256)
+
+
+def unit_problem(unit: int, units: range) -> str | None:
+    """Why `unit` cannot be addressed on a transport allowing `units`, or None."""
+    if unit in units:
+        return None
+    why = ("Modbus TCP" if units == TCP_UNITS else
+           "a serial line or RTU over TCP (0 is broadcast)")
+    return f"must be {units.start}..{units.stop - 1} on {why}, got {unit}"
+
 
 def _require(ok: bool, field: str, problem: str) -> None:
     """Bad transport settings fail here, typed, not later inside pymodbus."""
@@ -48,6 +64,10 @@ class SerialLine:
     def key(self) -> str:
         return canonical_port(self.port)
 
+    @property
+    def units(self) -> range:
+        return SERIAL_UNITS
+
 
 @dataclass(frozen=True)
 class TcpEndpoint:
@@ -65,6 +85,10 @@ class TcpEndpoint:
     def key(self) -> str:
         # Host names are case-insensitive (RFC 4343): `PLC` and `plc` are one gateway.
         return f"{self.host.lower()}:{self.port}"
+
+    @property
+    def units(self) -> range:
+        return TCP_UNITS if self.framer == "socket" else SERIAL_UNITS
 
 
 Transport = SerialLine | TcpEndpoint

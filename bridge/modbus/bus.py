@@ -54,6 +54,7 @@ from bridge.core.errors import (
     PortUnavailable,
 )
 from bridge.core.points import Table
+from bridge.core.transport import SERIAL_UNITS, unit_problem
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,10 @@ class Bus:
         backoff_max: float = 60.0,
         reopen_min: float = 0.2,
         reopen_max: float = 10.0,
+        units: range = SERIAL_UNITS,
     ) -> None:
         self.name = name
+        self.unit_ids = units  # addressable unit ids: the transport's (transport.units)
         self.client = client
         self._opener = opener
         self.queue_size = queue_size
@@ -148,7 +151,7 @@ class Bus:
         return self.units.setdefault(unit, UnitHealth())
 
     async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
-        _check_request(unit, address, count, table.max_read)
+        _check_request(unit, self.unit_ids, address, count, table.max_read)
         async def run(client: Any) -> Raw:
             response = await _READS[table](client, address, count=count, device_id=unit)
             _check_exception(response)
@@ -173,7 +176,7 @@ class Bus:
     ) -> None:
         if not table.is_writable:
             raise InvalidRequest(f"{table} cannot be written", field="table")
-        _check_request(unit, address, len(values), table.max_write, "values")
+        _check_request(unit, self.unit_ids, address, len(values), table.max_write, "values")
         if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
             raise InvalidRequest("register values must be 0..65535", field="values")
 
@@ -408,12 +411,13 @@ _READS: dict[Table, Callable[..., Awaitable[Any]]] = {
 }
 
 
-def _check_request(unit: int, address: int, count: int, most: int,
+def _check_request(unit: int, units: range, address: int, count: int, most: int,
                    count_field: str = "count") -> None:
     """Arguments pymodbus would reject with a ValueError (or worse, send)."""
-    if not 1 <= unit <= 247:
-        # Unit 0 is broadcast: no unit answers it, so a read could only time out.
-        raise InvalidRequest(f"unit must be 1..247, got {unit}", field="unit")
+    if (problem := unit_problem(unit, units)) is not None:
+        # On a serial line unit 0 is broadcast: no unit answers it, so a read could
+        # only time out. Modbus TCP devices answer on 0 or 255 themselves.
+        raise InvalidRequest(f"unit {problem}", field="unit")
     if not 0 <= address <= 65535:
         raise InvalidRequest(f"address must be 0..65535, got {address}", field="address")
     if not 1 <= count <= most:

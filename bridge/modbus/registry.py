@@ -174,7 +174,7 @@ class ClientRegistry:
         client.set_max_no_responses(NEVER_CLOSE)
         wrapper = ModbusClientWrapper(transport.key, client, transport=transport)
         wrapper.bus = Bus(transport.key, client, wrapper.open, queue_size=self.queue_size,
-                          frame_gap=gap, backoff_max=self.backoff_max)
+                          frame_gap=gap, backoff_max=self.backoff_max, units=transport.units)
         return wrapper
 
 

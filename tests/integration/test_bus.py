@@ -274,3 +274,36 @@ async def test_bad_arguments_are_typed_errors_and_send_nothing(port, line, call,
     assert err.value.field == field
     assert line.unit(1).requests == before
     assert await port.read(1, Table.HOLDING, 0, 1) == [100]  # the port is fine
+
+
+@pytest.mark.parametrize("unit", [0, 255, 248])
+async def test_modbus_tcp_addresses_units_0_to_255(registry, unit):
+    """Modbus TCP devices often answer only on unit 0 or 255 (the device itself)."""
+    from bridge.core.transport import TcpEndpoint
+    from tests.conftest import TcpGateway
+    gw = TcpGateway([meter_unit(unit)])
+    await gw.start()
+    try:
+        wrapper = registry.register(TcpEndpoint("127.0.0.1", gw.port), "tcpdev")
+        await wrapper.connect_async("tcpdev")
+        assert await wrapper.bus.read(unit, Table.HOLDING, 0, 2) == [unit * 100, unit * 100 + 1]
+        await wrapper.bus.write(unit, Table.HOLDING, 3, [42], single=True)
+        assert gw.bus.units[unit].holding[3] == 42
+    finally:
+        await gw.stop()
+
+
+@pytest.mark.parametrize("unit", [0, 248, 255])
+async def test_rtu_over_tcp_keeps_serial_unit_ids(registry, unit):
+    from bridge.core.transport import TcpEndpoint
+    from tests.conftest import TcpGateway
+    gw = TcpGateway([meter_unit(1)], framer="rtu")
+    await gw.start()
+    try:
+        wrapper = registry.register(TcpEndpoint("127.0.0.1", gw.port, "rtu"), "rtudev")
+        with pytest.raises(InvalidRequest, match=r"1\.\.247 on a serial line") as err:
+            await wrapper.bus.read(unit, Table.HOLDING, 0, 1)
+        assert err.value.field == "unit"
+        assert gw.bus.units[1].requests == 0
+    finally:
+        await gw.stop()

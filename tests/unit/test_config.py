@@ -269,8 +269,12 @@ def test_datapoint_rules(patch, field, fragment):
     ({"id": "a/b"}, "id", "[A-Za-z0-9_-]+"),
     ({"id": "a+"}, "id", "[A-Za-z0-9_-]+"),
     ({"id": "bridge"}, "id", "reserved"),
-    ({"unit": 0}, "unit", "greater than or equal to 1"),
-    ({"unit": 248}, "unit", "less than or equal to 247"),
+    ({"unit": 0}, "unit", "must be 1..247 on a serial line or RTU over TCP (0 is broadcast)"),
+    ({"unit": 248}, "unit", "must be 1..247 on a serial line"),
+    ({"unit": 256}, "unit", "less than or equal to 255"),
+    ({"unit": -1}, "unit", "greater than or equal to 0"),
+    ({"tcp": {"host": "gw", "framer": "rtu"}, "serial": DELETE, "unit": 0}, "unit",
+     "must be 1..247 on a serial line or RTU over TCP"),
     ({"unit": DELETE}, "unit", "required"),
     ({"timeout": 0}, "timeout", "greater than 0"),
     ({"timeout": -1}, "timeout", "greater than 0"),
@@ -363,6 +367,19 @@ def test_unknown_keys_are_errors(where, key, path, fragment):
     found = problems(data)
     assert [p for p, _ in found] == [path]
     assert found[0][1].startswith(f"unknown key {key!r}") and fragment in found[0][1]
+
+
+@pytest.mark.parametrize(("transport", "unit"), [
+    ({"tcp": {"host": "192.0.2.10"}}, 0),
+    ({"tcp": {"host": "192.0.2.10"}}, 255),
+    ({"tcp": {"host": "192.0.2.10", "framer": "socket"}}, 248),
+    ({"tcp": {"host": "192.0.2.10", "framer": "rtu"}}, 247),
+    ({"serial": {"port": "/dev/ttyUSB0", "parity": "N"}}, 1),
+    ({"serial": {"port": "/dev/ttyUSB0", "parity": "N"}}, 247),
+])
+def test_unit_ids_each_transport_accepts(transport, unit):
+    data = {"devices": [{"id": "d", "unit": unit, **transport}]}
+    assert validate_config(data).devices[0].unit == unit
 
 
 def test_every_problem_is_reported_at_once():
