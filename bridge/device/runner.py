@@ -1,10 +1,8 @@
 """One device at run time: polling, availability, state, and executing commands.
 
-Availability follows mqtt-api.md: `online` after a successful transaction;
-`offline` at once when the transport is down, or after `offline_after`
-consecutive failed transactions (timeouts, garbled replies). Exception
-responses prove the unit is alive. Transitions are published (retained) and
-logged once, never per failure.
+Availability is decided by `core.availability` from each transaction's outcome
+(the same classification the bus uses for back-off); this module publishes
+(retained) and logs the transitions, never each failure.
 """
 
 from __future__ import annotations
@@ -14,8 +12,9 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
+from bridge.core.availability import Availability, outcome_of
 from bridge.core.commands import RawRead, RawWrite, ReadPoints, WritePoints
-from bridge.core.errors import BusError, PortUnavailable
+from bridge.core.errors import BusError
 from bridge.core.points import Value
 from bridge.device.unit import Device, ReadResult
 from bridge.modbus.bus import Priority
@@ -37,10 +36,9 @@ class DeviceRunner:
         self.topics = topics
         self._publish = publish
         self.poll_interval = poll_interval
-        self.offline_after = offline_after
         self.per_point_topics = per_point_topics
-        self.online: bool | None = None  # None: not known yet
-        self.failures = 0
+        self.availability = Availability(offline_after)
+        self._was_offline = False
         self.state: dict[str, Value | None] = {}
         self.last_seen: str | None = None
         self._published_points: dict[str, str] = {}
@@ -51,27 +49,21 @@ class DeviceRunner:
 
     # -- availability ------------------------------------------------------------
 
+    @property
+    def online(self) -> bool | None:
+        return self.availability.online
+
     async def record(self, error: BusError | None) -> None:
         """Account one transaction outcome; publish availability on transitions."""
-        if error is not None and not error.reached_unit:
-            return  # a full queue or a passed deadline: the unit was not asked
-        if error is None or not error.counts_as_failure:
-            self.failures = 0
-            await self._set_online(True, "answering")
+        changed = self.availability.record(outcome_of(error))
+        if changed is None:
             return
-        self.failures += 1
-        if isinstance(error, PortUnavailable) or self.failures >= self.offline_after:
-            await self._set_online(False, error.message)
-
-    async def _set_online(self, online: bool, why: str) -> None:
-        if self.online == online:
-            return
-        previous, self.online = self.online, online
-        if online:
-            if previous is False:
-                log.info("device %s is back online", self.id)
-        else:
-            log.warning("device %s went offline: %s", self.id, why)
+        if changed and self._was_offline:
+            log.info("device %s is back online", self.id)
+        elif not changed:
+            reason = error.message if error is not None else "not answering"
+            log.warning("device %s went offline: %s", self.id, reason)
+        self._was_offline = not changed
         await self.publish_availability()
 
     async def publish_availability(self) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core import coalesce, codec
+from bridge.core.availability import Outcome, outcome_of
 from bridge.core.errors import (
     BridgeError,
     InvalidRequest,
@@ -64,8 +65,9 @@ class Device:
         """Read datapoints in as few requests as possible.
 
         A block answered with exception 2 is split and retried; the gap that caused it
-        is remembered. A timeout or port error ends the read (the unit is not there)
-        and is raised; other exception responses are recorded per datapoint.
+        is remembered. A failed transaction (timeout, port error, a gateway's
+        exception 10/11) ends the read and is raised: the unit is not there. Other
+        exception responses are recorded per datapoint.
         """
         result = ReadResult()
         blocks = coalesce.plan(self.select(names), max_gap=self.max_gap, avoid=self.avoid)
@@ -79,6 +81,8 @@ class Device:
             raw = await self.bus.read(self.unit, block.table, block.address, block.count,
                                       **self._kw(priority, deadline))
         except ModbusExceptionError as exc:
+            if outcome_of(exc) is Outcome.FAILED:
+                raise  # a gateway says the unit is unreachable: the read failed, as a timeout
             if exc.exception_code != ILLEGAL_ADDRESS:
                 result.errors.update((p.name, exc) for p in block.points)
                 return

@@ -25,7 +25,9 @@ pymodbus client. The worker decides the order:
   retried after one timeout within the item's retries; 0A/0B (gateway: unit
   unreachable) count as failures like a timeout; the others are reported.
 
-Every pymodbus exception is translated here into `errors.BusError` subclasses.
+The pymodbus calls themselves, and the translation of their failures into
+`errors.BusError` subclasses, are in `calls.py`; what a failure means for the
+unit is `core.availability.outcome_of`, shared with the device's availability.
 """
 
 from __future__ import annotations
@@ -41,27 +43,22 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
-
+from bridge.core.availability import Outcome, outcome_of
 from bridge.core.errors import (
     BusError,
     Busy,
     Expired,
     InternalError,
-    InvalidRequest,
     ModbusExceptionError,
-    ModbusTimeout,
     PortUnavailable,
 )
 from bridge.core.points import Table
-from bridge.core.transport import SERIAL_UNITS, unit_problem
+from bridge.core.transport import SERIAL_UNITS
+from bridge.modbus.calls import SERVER_BUSY, Raw, read_call, transact, write_call
 
 log = logging.getLogger(__name__)
 
-Raw = list[int] | list[bool]
 
-ACKNOWLEDGE = 5  # exception 05: the unit accepted a write and processes it later
-SERVER_BUSY = 6  # exception 06: alive but busy, worth a retry after a pause
 
 
 class Priority(IntEnum):
@@ -99,14 +96,6 @@ class BusStats:
     errors: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)  # last 1000 transactions
     last_success: float | None = None  # wall clock
-
-
-def char_time_gap(baudrate: int, bytesize: int, parity: str, stopbits: int) -> float:
-    """3.5 character times (Modbus over serial line spec 2.5.1.1), 1.75 ms above 19200 baud."""
-    if baudrate > 19200:
-        return 0.00175
-    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
-    return 3.5 * bits / baudrate
 
 
 class Bus:
@@ -151,22 +140,7 @@ class Bus:
         return self.units.setdefault(unit, UnitHealth())
 
     async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
-        _check_request(unit, self.unit_ids, address, count, table.max_read)
-        async def run(client: Any) -> Raw:
-            response = await _READS[table](client, address, count=count, device_id=unit)
-            _check_exception(response)
-            if table.is_bits:
-                bits = [bool(b) for b in response.bits]
-                if len(bits) != (count + 7) // 8 * 8:
-                    raise ModbusTimeout(f"reply has {len(bits)} bits, asked for {count}")
-                return bits[:count]
-            registers = [int(r) for r in response.registers]
-            if len(registers) != count:
-                # A stale reply to an earlier request (RTU has no transaction id).
-                raise ModbusTimeout(f"reply has {len(registers)} registers, asked for {count}")
-            return registers
-
-        result = await self.submit(unit, run, **kw)
+        result = await self.submit(unit, read_call(unit, self.unit_ids, table, address, count), **kw)
         assert result is not None
         return result
 
@@ -174,29 +148,7 @@ class Bus:
         self, unit: int, table: Table, address: int, values: Sequence[int] | Sequence[bool],
         *, single: bool = False, **kw: Any,
     ) -> None:
-        if not table.is_writable:
-            raise InvalidRequest(f"{table} cannot be written", field="table")
-        _check_request(unit, self.unit_ids, address, len(values), table.max_write, "values")
-        if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
-            raise InvalidRequest("register values must be 0..65535", field="values")
-
-        async def run(client: Any) -> None:
-            if table is Table.COIL:
-                if single:
-                    response = await client.write_coil(address, bool(values[0]), device_id=unit)
-                else:
-                    response = await client.write_coils(
-                        address, [bool(v) for v in values], device_id=unit)
-            elif single:
-                response = await client.write_register(address, int(values[0]), device_id=unit)
-            else:
-                response = await client.write_registers(
-                    address, [int(v) for v in values], device_id=unit)
-            if response.isError() and getattr(response, "exception_code", None) == ACKNOWLEDGE:
-                return  # accepted: not an error for a write
-            _check_exception(response)
-
-        await self.submit(unit, run, **kw)
+        await self.submit(unit, write_call(unit, self.unit_ids, table, address, values, single), **kw)
 
     async def submit(
         self,
@@ -301,32 +253,24 @@ class Bus:
         started = time.monotonic()
         self.stats.requests += 1
         try:
-            async with asyncio.timeout(item.timeout):
-                result = await item.run(self.client)
-        except (TimeoutError, ModbusTimeout, ModbusIOException) as exc:
-            message = str(exc) if isinstance(exc, ModbusTimeout) else (
-                f"unit {item.unit} did not answer within {item.timeout:g} s")
-            self._failed(item, health, ModbusTimeout(message))
-            return
-        except ConnectionException as exc:
-            self._port_down(PortUnavailable(f"{self.name}: connection lost ({exc})"))
+            result = await transact(item.run, self.client, item.unit, item.timeout)
+        except PortUnavailable as exc:
+            self._port_down(PortUnavailable(f"{self.name}: {exc.message}"))
             self._finish(item, self._port_error or PortUnavailable(self.name))
             return
-        except ModbusExceptionError as exc:
-            # An exception response proves the unit is alive, unless a gateway says it is not.
-            if exc.counts_as_failure:
+        except BusError as exc:
+            if outcome_of(exc) is Outcome.FAILED:
                 self._failed(item, health, exc)
                 return
+            # An exception response: the unit is alive.
             self._succeeded(health, started)
-            if exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
+            if isinstance(exc, ModbusExceptionError) and \
+                    exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
                 # Alive but busy: ask again after one timeout; others go first meanwhile.
                 health.ready_at = time.monotonic() + item.timeout
                 self._requeue(item)
                 return
             self._finish(item, exc)
-            return
-        except ModbusException as exc:
-            self._failed(item, health, ModbusTimeout(f"unit {item.unit}: {exc}"))
             return
         finally:
             self._quiet_until = max(self._quiet_until, time.monotonic() + self.frame_gap)
@@ -401,32 +345,3 @@ class Bus:
         self._port_error = None
         self._reopen_delay = self._reopen_min
         self._quiet_until = time.monotonic() + self.frame_gap
-
-
-_READS: dict[Table, Callable[..., Awaitable[Any]]] = {
-    Table.HOLDING: lambda c, a, **kw: c.read_holding_registers(a, **kw),
-    Table.INPUT: lambda c, a, **kw: c.read_input_registers(a, **kw),
-    Table.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
-    Table.DISCRETE: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
-}
-
-
-def _check_request(unit: int, units: range, address: int, count: int, most: int,
-                   count_field: str = "count") -> None:
-    """Arguments pymodbus would reject with a ValueError (or worse, send)."""
-    if (problem := unit_problem(unit, units)) is not None:
-        # On a serial line unit 0 is broadcast: no unit answers it, so a read could
-        # only time out. Modbus TCP devices answer on 0 or 255 themselves.
-        raise InvalidRequest(f"unit {problem}", field="unit")
-    if not 0 <= address <= 65535:
-        raise InvalidRequest(f"address must be 0..65535, got {address}", field="address")
-    if not 1 <= count <= most:
-        raise InvalidRequest(f"{count_field}: 1..{most} per request, got {count}",
-                             field=count_field)
-    if address + count > 65536:
-        raise InvalidRequest(f"address {address} + {count} runs past 65535", field=count_field)
-
-
-def _check_exception(response: Any) -> None:
-    if response.isError():
-        raise ModbusExceptionError(int(getattr(response, "exception_code", 4)))

@@ -34,7 +34,8 @@ from pymodbus.framer import FramerType
 
 from bridge.core.errors import InvalidRequest, PortUnavailable, SettingsConflict
 from bridge.core.transport import SerialLine, TcpEndpoint, Transport, canonical_port
-from bridge.modbus.bus import Bus, char_time_gap
+from bridge.modbus.bus import Bus
+from bridge.modbus.calls import char_time_gap
 
 # pymodbus's connect timeout; per-request timeouts are the bus's (per unit).
 CONNECT_TIMEOUT = 3.0
@@ -186,9 +187,11 @@ def _check_same_settings(wrapper: ModbusClientWrapper, transport: Transport,
     if type(existing) is not type(transport):
         raise SettingsConflict(wrapper.identifier, "transport", first, type(existing).__name__,
                                device_id, type(transport).__name__)
+    # Part of the key: the same port or host under another spelling (a link, a case).
+    identity = "port" if isinstance(existing, SerialLine) else "host"
     for f in fields(existing):
-        if f.name == "port" and isinstance(existing, SerialLine):
-            continue  # same key: the same port under another name
+        if f.name == identity:
+            continue
         old, new = getattr(existing, f.name), getattr(transport, f.name)
         if old != new:
             raise SettingsConflict(wrapper.identifier, f.name, first, old, device_id, new)

@@ -17,7 +17,8 @@ from bridge.core.errors import (
     PortUnavailable,
 )
 from bridge.core.points import Table
-from bridge.modbus.bus import Priority, char_time_gap
+from bridge.modbus.bus import Priority
+from bridge.modbus.calls import char_time_gap
 from tests.conftest import meter_unit, wait_until
 
 DEAD = 3  # no responder on the line

@@ -1,0 +1,124 @@
+"""The pymodbus calls one transaction makes, and their failures translated.
+
+Each `read_call`/`write_call` checks its arguments (what pymodbus would reject
+with a ValueError, or worse, send) and returns the coroutine function the bus's
+worker runs on the port's client. `transact` runs one under its timeout and turns
+every pymodbus failure into a `BusError`, so nothing pymodbus leaves this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from bridge.core.errors import InvalidRequest, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from bridge.core.points import Table
+from bridge.core.transport import unit_problem
+
+Raw = list[int] | list[bool]
+Call = Callable[[Any], Awaitable[Raw | None]]
+
+ACKNOWLEDGE = 5  # exception 05: the unit accepted a write and processes it later
+SERVER_BUSY = 6  # exception 06: alive but busy, worth a retry after a pause
+
+_READS: dict[Table, Callable[..., Awaitable[Any]]] = {
+    Table.HOLDING: lambda c, a, **kw: c.read_holding_registers(a, **kw),
+    Table.INPUT: lambda c, a, **kw: c.read_input_registers(a, **kw),
+    Table.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
+    Table.DISCRETE: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
+}
+
+
+def char_time_gap(baudrate: int, bytesize: int, parity: str, stopbits: int) -> float:
+    """3.5 character times (Modbus over serial line spec 2.5.1.1), 1.75 ms above 19200 baud."""
+    if baudrate > 19200:
+        return 0.00175
+    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
+    return 3.5 * bits / baudrate
+
+
+def read_call(unit: int, units: range, table: Table, address: int, count: int) -> Call:
+    check_request(unit, units, address, count, table.max_read)
+
+    async def run(client: Any) -> Raw:
+        response = await _READS[table](client, address, count=count, device_id=unit)
+        _check_exception(response)
+        if table.is_bits:
+            bits = [bool(b) for b in response.bits]
+            if len(bits) != (count + 7) // 8 * 8:
+                raise ModbusTimeout(f"reply has {len(bits)} bits, asked for {count}")
+            return bits[:count]
+        registers = [int(r) for r in response.registers]
+        if len(registers) != count:
+            # A stale reply to an earlier request (RTU has no transaction id).
+            raise ModbusTimeout(f"reply has {len(registers)} registers, asked for {count}")
+        return registers
+
+    return run
+
+
+def write_call(unit: int, units: range, table: Table, address: int,
+               values: Sequence[int] | Sequence[bool], single: bool) -> Call:
+    if not table.is_writable:
+        raise InvalidRequest(f"{table} cannot be written", field="table")
+    check_request(unit, units, address, len(values), table.max_write, "values")
+    if not table.is_bits and not all(0 <= int(v) <= 0xFFFF for v in values):
+        raise InvalidRequest("register values must be 0..65535", field="values")
+
+    async def run(client: Any) -> None:
+        if table is Table.COIL:
+            if single:
+                response = await client.write_coil(address, bool(values[0]), device_id=unit)
+            else:
+                response = await client.write_coils(
+                    address, [bool(v) for v in values], device_id=unit)
+        elif single:
+            response = await client.write_register(address, int(values[0]), device_id=unit)
+        else:
+            response = await client.write_registers(
+                address, [int(v) for v in values], device_id=unit)
+        if response.isError() and getattr(response, "exception_code", None) == ACKNOWLEDGE:
+            return  # accepted: not an error for a write
+        _check_exception(response)
+
+    return run
+
+
+async def transact(run: Call, client: Any, unit: int, timeout: float) -> Raw | None:
+    """Run one call under its timeout; every failure leaves as a BusError subclass
+    (PortUnavailable when the connection itself was lost)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await run(client)
+    except (ModbusTimeout, ModbusExceptionError):
+        raise
+    except (TimeoutError, ModbusIOException):
+        raise ModbusTimeout(f"unit {unit} did not answer within {timeout:g} s") from None
+    except ConnectionException as exc:
+        raise PortUnavailable(f"connection lost ({exc})") from None
+    except ModbusException as exc:
+        raise ModbusTimeout(f"unit {unit}: {exc}") from None
+
+
+def check_request(unit: int, units: range, address: int, count: int, most: int,
+                  count_field: str = "count") -> None:
+    """Arguments pymodbus would reject with a ValueError (or worse, send)."""
+    if (problem := unit_problem(unit, units)) is not None:
+        # On a serial line unit 0 is broadcast: no unit answers it, so a read could
+        # only time out. Modbus TCP devices answer on 0 or 255 themselves.
+        raise InvalidRequest(f"unit {problem}", field="unit")
+    if not 0 <= address <= 65535:
+        raise InvalidRequest(f"address must be 0..65535, got {address}", field="address")
+    if not 1 <= count <= most:
+        raise InvalidRequest(f"{count_field}: 1..{most} per request, got {count}",
+                             field=count_field)
+    if address + count > 65536:
+        raise InvalidRequest(f"address {address} + {count} runs past 65535", field=count_field)
+
+
+def _check_exception(response: Any) -> None:
+    if response.isError():
+        raise ModbusExceptionError(int(getattr(response, "exception_code", 4)))
