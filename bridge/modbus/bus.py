@@ -140,7 +140,8 @@ class Bus:
         return self.units.setdefault(unit, UnitHealth())
 
     async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
-        result = await self.submit(unit, read_call(unit, self.unit_ids, table, address, count), **kw)
+        call = read_call(unit, self.unit_ids, table, address, count)
+        result = await self.submit(unit, call, **kw)
         assert result is not None
         return result
 
@@ -148,7 +149,8 @@ class Bus:
         self, unit: int, table: Table, address: int, values: Sequence[int] | Sequence[bool],
         *, single: bool = False, **kw: Any,
     ) -> None:
-        await self.submit(unit, write_call(unit, self.unit_ids, table, address, values, single), **kw)
+        call = write_call(unit, self.unit_ids, table, address, values, single)
+        await self.submit(unit, call, **kw)
 
     async def submit(
         self,
