@@ -32,7 +32,7 @@ SHUTDOWN_BUDGET = 3.0
 class Bridge:
     def __init__(self, config: Config, registry: ClientRegistry | None = None) -> None:
         self.config = config
-        self.topics = Topics(config.mqtt.base_topic)
+        self.topics = Topics(config.mqtt.base_topic, config.bridge.instance)
         self.registry = registry or ClientRegistry(queue_size=config.bus.queue_size,
                                                    backoff_max=config.bus.backoff_max)
         self.started_at = results.utc_timestamp()
@@ -126,7 +126,8 @@ class Bridge:
                           "kind": "serial" if isinstance(transport, SerialLine) else "tcp",
                           "settings": settings,
                           "devices": sorted(wrapper.registered_devices)})
-        return {"version": __version__, "started_at": self.started_at,
+        return {"version": __version__, "instance": self.topics.instance,
+                "started_at": self.started_at,
                 "devices": list(self.runners), "ports": ports}
 
     # -- commands -------------------------------------------------------------------

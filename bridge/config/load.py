@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from bridge.config import rules
 from bridge.config.models import (
+    BridgeSettings,
     BusSettings,
     DatapointSettings,
     DeviceLink,
@@ -85,6 +86,7 @@ class Config(BaseSettings):
         use_attribute_docstrings=True, title="modbus-mqtt-bridge configuration")
 
     mqtt: MqttSettings = MqttSettings()
+    bridge: BridgeSettings = BridgeSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     health_interval: NonNegativeFloat = 60.0
     """Seconds between <base>/bridge/health messages; 0: off."""
@@ -275,7 +277,7 @@ def _without_none(annotation: Any) -> Any:
 
 
 __all__ = [
-    "BusSettings", "Config", "DatapointSettings", "DeviceLink", "DeviceSettings",
+    "BridgeSettings", "BusSettings", "Config", "DatapointSettings", "DeviceLink", "DeviceSettings",
     "HomeAssistantEntity", "HomeAssistantSettings", "MqttSettings", "SerialSettings",
     "TcpSettings", "TlsSettings", "config_json_schema", "format_path", "load_config",
     "read_yaml", "validate_config",

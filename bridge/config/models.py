@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bridge.config import rules
+from bridge.core.instances import DEFAULT_INSTANCE, instance_problem
 from bridge.core.points import Datapoint, DataType, Order, Table
 from bridge.core.transport import TCP_UNITS, SerialLine, TcpEndpoint, Transport, unit_problem
 
@@ -161,6 +162,20 @@ class MqttSettings(BaseModel):
         if self.reconnect_min > self.reconnect_max:
             raise_problems("MqttSettings", [(("reconnect_max",), "must be >= reconnect_min")])
         return self
+
+
+class BridgeSettings(BaseModel):
+    model_config = STRICT_KEYS
+
+    instance: Annotated[str, _checked(instance_problem)] | None = None
+    """Name of this bridge when several share one broker and base topic: its own
+    topics move to <base>/bridge/<instance>/...; device topics stay flat. null: a
+    lone bridge, plain <base>/bridge/... topics, known as "main" (HA ids, info)."""
+
+    @property
+    def instance_id(self) -> str:
+        """The name used in bridge/info and Home Assistant ids."""
+        return self.instance or DEFAULT_INSTANCE
 
 
 class HomeAssistantSettings(BaseModel):
@@ -349,7 +364,8 @@ class DeviceSettings(DeviceLink):
 
 
 __all__ = [
-    "BusSettings", "DataType", "DatapointSettings", "DeviceLink", "DeviceSettings",
+    "BridgeSettings", "BusSettings", "DataType", "DatapointSettings", "DeviceLink",
+    "DeviceSettings",
     "HomeAssistantEntity", "HomeAssistantSettings", "MqttSettings", "Order",
     "SerialSettings", "Table", "TcpSettings", "TlsSettings",
 ]

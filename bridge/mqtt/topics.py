@@ -10,6 +10,8 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from bridge.core.instances import BRIDGE_TOPIC_NAMES, DEFAULT_INSTANCE
+
 Kind = Literal["request", "set", "get"]
 
 # The bridge's own namespace under <base>: never a device, so `<base>/bridge/set`
@@ -39,32 +41,79 @@ class Inbound:
 
 
 class Topics:
-    """The topics of one bridge under `base` (which may itself contain '/')."""
+    """The topics of one bridge under `base` (which may itself contain '/').
 
-    def __init__(self, base: str) -> None:
+    `instance` is `bridge.instance` as configured: when set, the bridge's own
+    topics move to `<base>/bridge/<instance>/...` so several bridges can share a
+    base topic (mqtt-api.md, "Several bridges on one broker"); device topics stay
+    flat. `self.instance` is the name used everywhere else (info, HA ids): the
+    configured one, else "main".
+    """
+
+    def __init__(self, base: str, instance: str | None = None) -> None:
         levels = base.split("/")
         for level in levels:
             _check_level(level, "base topic level")
         # '$' topics are the broker's ($SYS); wildcard subscriptions skip them.
         if base.startswith("$"):
             raise ValueError(f"base topic {base!r} must not start with '$'")
+        if instance is not None and instance in BRIDGE_TOPIC_NAMES:
+            raise ValueError(f"instance {instance!r} would read as a bridge topic")
         self.base = base
+        self.instance = instance or DEFAULT_INSTANCE
+        self.explicit_instance = instance is not None
         self._prefix = base + "/"
         self._depth = len(levels)
+        self._bridge = f"{base}/{BRIDGE}" + (
+            f"/{_check_level(instance, 'instance')}" if instance is not None else "")
 
-    # -- published -----------------------------------------------------------
+    # -- the bridge's own topics -------------------------------------------------
+
+    def bridge(self, name: str) -> str:
+        """`<base>/bridge/<name>`, or `<base>/bridge/<instance>/<name>` for a named
+        instance: every bridge-level topic (state, info, health, features') is built
+        here so that several bridges on one base never collide."""
+        return f"{self._bridge}/{_check_level(name, 'bridge topic')}"
 
     @property
     def bridge_state(self) -> str:
-        return f"{self.base}/{BRIDGE}/state"
+        return self.bridge("state")
 
     @property
     def bridge_info(self) -> str:
-        return f"{self.base}/{BRIDGE}/info"
+        return self.bridge("info")
 
     @property
     def bridge_health(self) -> str:
-        return f"{self.base}/{BRIDGE}/health"
+        return self.bridge("health")
+
+    @property
+    def bridge_request(self) -> str:
+        """Commands to the bridge itself (scan)."""
+        return self.bridge("request")
+
+    @property
+    def bridge_response(self) -> str:
+        return self.bridge("response")
+
+    def bridges(self, name: str) -> list[str]:
+        """Filters matching topic `name` of every bridge on this base, named or not."""
+        return [f"{self.base}/{BRIDGE}/{name}", f"{self.base}/{BRIDGE}/+/{name}"]
+
+    def bridge_of(self, topic: str, name: str) -> str | None:
+        """The instance whose topic `name` this is (as `bridges(name)` matches), or None.
+        The plain `<base>/bridge/<name>` belongs to an unnamed bridge: "main"."""
+        head = f"{self.base}/{BRIDGE}/"
+        if not topic.startswith(head) or not topic.endswith("/" + name):
+            return None
+        middle = topic[len(head):-len(name) - 1]
+        if middle == "":
+            return DEFAULT_INSTANCE
+        if "/" in middle or not middle or any(c in middle for c in "+#"):
+            return None
+        return middle
+
+    # -- device topics ----------------------------------------------------------
 
     def device_state(self, device: str) -> str:
         return f"{self.base}/{self._device(device)}"

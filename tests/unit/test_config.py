@@ -352,7 +352,7 @@ def test_a_bridge_needs_a_device():
 
 @pytest.mark.parametrize(("where", "key", "path", "fragment"), [
     ("root", "mqqt", "mqqt", "did you mean 'mqtt'"),
-    ("root", "zzz", "zzz", "expected one of: mqtt, homeassistant, health_interval, bus,"),
+    ("root", "zzz", "zzz", "expected one of: mqtt, bridge, homeassistant, health_interval, bus,"),
     ("mqtt", "hostt", "mqtt.hostt", "did you mean 'host'"),
     ("device", "pol_interval", "devices[0].pol_interval", "did you mean 'poll_interval'"),
     ("serial", "baud", "devices[0].serial.baud", "did you mean 'baudrate'"),
@@ -380,6 +380,25 @@ def test_unknown_keys_are_errors(where, key, path, fragment):
 def test_unit_ids_each_transport_accepts(transport, unit):
     data = {"devices": [{"id": "d", "unit": unit, **transport}]}
     assert validate_config(data).devices[0].unit == unit
+
+
+@pytest.mark.parametrize(("instance", "fragment"), [
+    ("hall 2", "[A-Za-z0-9_-]"), ("a/b", "[A-Za-z0-9_-]"), ("", "[A-Za-z0-9_-]"),
+    ("x" * 65, "{1,64}"), ("info", "reserved"), ("state", "reserved"),
+])
+def test_bridge_instance_rules(instance, fragment):
+    data = base()
+    data["bridge"] = {"instance": instance}
+    assert_problem(data, "bridge.instance", fragment)
+
+
+def test_bridge_instance_defaults_to_main():
+    assert validate_config(base()).bridge.instance is None
+    assert validate_config(base()).bridge.instance_id == "main"
+    named = validate_config({**base(), "bridge": {"instance": "hall-2"}})
+    assert named.bridge.instance_id == "hall-2"
+    env = validate_config(base(), env={"BRIDGE_BRIDGE__INSTANCE": "barn"})
+    assert env.bridge.instance_id == "barn"
 
 
 def test_every_problem_is_reported_at_once():
@@ -667,7 +686,7 @@ def test_json_schema_describes_the_file():
     schema = config_json_schema()
     json.dumps(schema)
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert {"mqtt", "homeassistant", "health_interval", "bus", "devices"} == set(
+    assert {"mqtt", "bridge", "homeassistant", "health_interval", "bus", "devices"} == set(
         schema["properties"])
     assert schema["required"] == ["devices"]
     defs = schema["$defs"]

@@ -115,3 +115,55 @@ def test_built_command_topics_parse_back(device, point):
 def test_parse_never_raises(topic):
     result = T.parse(topic)
     assert result is None or result.kind in ("request", "set", "get")
+
+
+N = Topics("modbus", "hall2")
+
+
+@pytest.mark.parametrize(("topic", "expected"), [
+    (N.bridge_state, "modbus/bridge/hall2/state"),
+    (N.bridge_info, "modbus/bridge/hall2/info"),
+    (N.bridge_health, "modbus/bridge/hall2/health"),
+    (N.bridge_request, "modbus/bridge/hall2/request"),
+    (N.bridge_response, "modbus/bridge/hall2/response"),
+    (N.bridge("features"), "modbus/bridge/hall2/features"),
+    (T.bridge_request, "modbus/bridge/request"),
+    (T.bridge("features"), "modbus/bridge/features"),
+    # device topics stay flat: device ids are unique across instances
+    (N.device_state("meter1"), "modbus/meter1"),
+    (N.availability("meter1"), "modbus/meter1/availability"),
+    (N.request("meter1"), "modbus/meter1/request"),
+])
+def test_a_named_instance_moves_only_the_bridge_topics(topic, expected):
+    assert topic == expected
+
+
+def test_instance_names():
+    assert (T.instance, T.explicit_instance) == ("main", False)
+    assert (N.instance, N.explicit_instance) == ("hall2", True)
+    # explicitly "main" still moves the topics: a second bridge may keep the plain ones
+    assert Topics("modbus", "main").bridge_state == "modbus/bridge/main/state"
+    with pytest.raises(ValueError, match="bridge topic"):
+        Topics("modbus", "info")
+    with pytest.raises(ValueError, match="instance"):
+        Topics("modbus", "a/b")
+
+
+@pytest.mark.parametrize(("topic", "instance"), [
+    ("modbus/bridge/info", "main"),
+    ("modbus/bridge/hall2/info", "hall2"),
+    ("modbus/bridge/main/info", "main"),
+    ("modbus/bridge/a/b/info", None),
+    ("modbus/bridge/state", None),
+    ("modbus/bridgeinfo", None),
+    ("other/bridge/x/info", None),
+    ("modbus/meter1/info", None),
+])
+def test_which_instance_a_bridge_topic_belongs_to(topic, instance):
+    assert T.bridge_of(topic, "info") == instance
+    assert N.bridge_of(topic, "info") == instance
+
+
+def test_filters_for_every_instance():
+    assert T.bridges("info") == ["modbus/bridge/info", "modbus/bridge/+/info"]
+    assert T.parse("modbus/bridge/hall2/request") is None  # never a device command
