@@ -255,6 +255,18 @@ class DatapointSettings(BaseModel):
     """32/64-bit types only; null: the device's."""
     byte_order: Order | None = None
     """null: the device's."""
+    read: bool = True
+    """false: write-only; never polled nor read back (the device refuses reads)."""
+    constant: bool = False
+    """A value that never changes (serial number, rating): read once, not polled."""
+    persistent: bool = False
+    """Writes are stored in the device's flash, which wears: write rarely."""
+    true_value: Annotated[int | None, Field(ge=0, le=65535)] = None
+    """bool in a whole register: the raw value written for true (default 1)."""
+    false_value: Annotated[int | None, Field(ge=0, le=65535)] = None
+    """bool in a whole register: the raw value meaning false (default 0); any other is true."""
+    mask: Annotated[int | None, Field(gt=0)] = None
+    """Value maps: the raw value is ANDed with this before the lookup (0xFF00: high byte)."""
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -270,7 +282,9 @@ class DatapointSettings(BaseModel):
             word_order=self.word_order or device.word_order,
             byte_order=self.byte_order or device.byte_order,
             bit=self.bit, length=self.length, values=dict(self.values), writable=self.writable,
-            min=self.min, max=self.max, unit=self.unit)
+            min=self.min, max=self.max, unit=self.unit, readable=self.read,
+            constant=self.constant, persistent=self.persistent, true_value=self.true_value,
+            false_value=self.false_value, mask=self.mask)
 
 
 class DeviceLink(BaseModel):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bridge.core.points import NAME_RE, RESERVED_NAMES, DataType
+from bridge.core.points import NAME_RE, RESERVED_NAMES, DataType, Order
 
 if TYPE_CHECKING:
     from bridge.config.models import DatapointSettings, DeviceLink
@@ -59,14 +59,6 @@ def topic_prefix_problem(value: str) -> str | None:
     return None
 
 
-def raw_range(data_type: DataType) -> tuple[int, int]:
-    """The raw values an integer type can hold."""
-    bits = 16 * data_type.words
-    if data_type.is_signed:
-        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return 0, (1 << bits) - 1
-
-
 def span(dp: DatapointSettings) -> int:
     """Registers (or bits) a valid datapoint spans; as `points.Datapoint.count`."""
     if dp.table.is_bits or dp.type is DataType.BOOL:
@@ -107,10 +99,11 @@ def datapoint_problems(dp: DatapointSettings) -> list[Problem]:
     for name, neutral in (("scale", 1), ("offset", 0)):
         if getattr(dp, name) != neutral and not kind.is_numeric:
             found.append(((name,), f"only for numeric types, not {kind}"))
+    found += _extension_problems(dp)
     if dp.values and not kind.is_integer:
         found.append((("values",), f"a value map needs an integer type, not {kind}"))
     elif dp.values:
-        low, high = raw_range(kind)
+        low, high = kind.raw_range
         labels: dict[str, int] = {}
         for raw, label in dp.values.items():
             if not low <= raw <= high:
@@ -119,6 +112,35 @@ def datapoint_problems(dp: DatapointSettings) -> list[Problem]:
                 found.append((("values", raw), f"label {label!r} is also used for"
                                                f" {labels[label]}: the map works both ways"))
             labels.setdefault(label, raw)
+    return found
+
+
+def _extension_problems(dp: DatapointSettings) -> list[Problem]:
+    """Write-only, constants, flash writes, bools in a whole register, masks, base1000."""
+    found: list[Problem] = []
+    if dp.byte_order is Order.PAIRS:
+        found.append((("byte_order",), "pairs is a word order: use big or little"))
+    if not dp.read and not dp.writable:
+        found.append((("read",), "a write-only datapoint (read: false) must be writable"))
+    if dp.constant and not dp.read:
+        found.append((("constant",), "a constant is read once: it cannot be read: false"))
+    if dp.persistent and not dp.writable:
+        found.append((("persistent",), "only for writable datapoints"))
+    if dp.type is DataType.BASE1000 and dp.writable:
+        found.append((("writable",), "base1000 datapoints are read-only"))
+    for name in ("true_value", "false_value"):
+        if getattr(dp, name) is not None and (dp.type is not DataType.BOOL or dp.bit is not None
+                                              or dp.table.is_bits):
+            found.append(((name,), "only for bool datapoints in a whole holding/input register"
+                                   " (no bit)"))
+    if dp.true_value is not None and dp.true_value == dp.false_value:
+        found.append((("true_value",), "must differ from false_value"))
+    if dp.mask is not None:
+        low, high = dp.type.raw_range if dp.type.is_integer else (0, 0)
+        if not dp.values:
+            found.append((("mask",), "only for datapoints with a value map (values)"))
+        elif not 0 < dp.mask <= high - low:
+            found.append((("mask",), f"must be 1..{high - low} for {dp.type}"))
     return found
 
 

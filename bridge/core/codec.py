@@ -9,7 +9,14 @@ Conventions (config.md):
   integer type (never an error for a scaled integer).
 - A value map translates raw integers to labels on reads and labels (or the raw
   integers themselves) back on writes. Raw 0 is a value like any other.
-- `bit` numbers a bit inside a register, 0 = least significant.
+- `bit` numbers a bit inside a register, 0 = least significant. A bool in a whole
+  register is true when the raw value is not `false_value` (default 0); writing
+  sends `true_value` (default 1) or `false_value`.
+- int8/uint8 live in the register's low byte (after the byte order); the high
+  byte is ignored on reads and written as 0.
+- base1000 is two registers of one number, 1000 x high + low (read-only).
+- A `mask` is ANDed to the raw value before the value map lookup (the mask is a
+  number: 0xFF00 keeps the high byte, unshifted, as the SGr Java library does).
 
 Decoding never raises for what a device can send: a raw value outside the value
 map decodes to the raw number, a NaN or infinite float to None (JSON has no NaN).
@@ -28,13 +35,26 @@ from bridge.core.payload import short
 from bridge.core.points import Datapoint, DataType, Order, Value
 
 _FLOAT_FORMAT = {DataType.FLOAT32: ">f", DataType.FLOAT64: ">d"}
+_BYTE_TYPES = (DataType.INT8, DataType.UINT8)
 
 
 # -- words <-> bytes ----------------------------------------------------------
 
+def _reorder(words: Sequence[int], word_order: Order) -> list[int]:
+    """Device order <-> most significant first (each order is its own inverse)."""
+    if word_order is Order.BIG:
+        return list(words)
+    if word_order is Order.PAIRS and len(words) % 2 == 0:
+        swapped = []
+        for i in range(0, len(words), 2):
+            swapped += [words[i + 1], words[i]]
+        return swapped
+    return list(reversed(words))
+
+
 def words_to_bytes(words: Sequence[int], word_order: Order, byte_order: Order) -> bytes:
     """The value's bytes, most significant first, from registers in device order."""
-    ordered = list(words) if word_order is Order.BIG else list(reversed(words))
+    ordered = _reorder(words, word_order)
     out = bytearray()
     for word in ordered:
         pair = (int(word) & 0xFFFF).to_bytes(2, "big")
@@ -48,7 +68,7 @@ def bytes_to_words(data: bytes, word_order: Order, byte_order: Order) -> list[in
     for i in range(0, len(data), 2):
         pair = data[i:i + 2]
         words.append(int.from_bytes(pair if byte_order is Order.BIG else pair[::-1], "big"))
-    return words if word_order is Order.BIG else list(reversed(words))
+    return _reorder(words, word_order)
 
 
 def set_bit(register: int, bit: int, on: bool) -> int:
@@ -66,11 +86,20 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
         return bool(raw[0])
     if point.type is DataType.BOOL:
         word = int(raw[0])
-        return bool(word >> point.bit & 1) if point.bit is not None else word != 0
+        if point.bit is not None:
+            return bool(word >> point.bit & 1)
+        return word != (point.false_value or 0)
     if point.type is DataType.STRING:
         data = words_to_bytes([int(w) for w in raw], Order.BIG, point.byte_order)
         return data.decode("utf-8", errors="replace").rstrip("\x00 ")
+    if point.type is DataType.BASE1000:
+        words = [int.from_bytes(words_to_bytes([int(w)], Order.BIG, point.byte_order), "big")
+                 for w in raw]
+        high, low = _reorder(words, point.word_order)
+        return _scaled(point, high * 1000 + low)
     data = words_to_bytes([int(w) for w in raw], point.word_order, point.byte_order)
+    if point.type in _BYTE_TYPES:
+        data = data[1:]  # the low byte; the high one is not part of the value
     if point.type.is_float:
         (number,) = struct.unpack(_FLOAT_FORMAT[point.type], data)
         if not math.isfinite(number):
@@ -83,6 +112,8 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
         return _scaled(point, number)
     integer = int.from_bytes(data, "big", signed=point.type.is_signed)
     if point.values:
+        if point.mask is not None:
+            integer = int.from_bytes(data, "big") & point.mask
         if integer in point.values:
             return point.values[integer]
         return integer
@@ -122,7 +153,11 @@ def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
         on = _as_bool(value, where)
         if point.bit is not None:
             return [set_bit(0, point.bit, on)]
-        return [int(on)]
+        raw_bool = (1 if point.true_value is None else point.true_value) if on \
+            else (point.false_value or 0)
+        return bytes_to_words(raw_bool.to_bytes(2, "big"), Order.BIG, point.byte_order)
+    if point.type is DataType.BASE1000:
+        raise OutOfRange("base1000 datapoints are read-only", field=where)
     if point.type is DataType.STRING:
         return _encode_string(point, value, where)
     if point.values:
@@ -147,13 +182,14 @@ def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
     else:
         # Round half up (21.45/0.1 -> 215); a scaled write never raises for rounding.
         integer = raw if isinstance(raw, int) else math.floor(raw + 0.5)
-        bits = point.type.words * 16
-        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if point.type.is_signed \
-            else (0, (1 << bits) - 1)
+        low, high = point.type.raw_range
         if not low <= integer <= high:
             raise OutOfRange(f"{short(value)} is outside {point.type} ({low}..{high}) "
                              "after scale and offset", field=where)
-        data = integer.to_bytes(bits // 8, "big", signed=point.type.is_signed)
+        if point.type in _BYTE_TYPES:
+            integer &= 0xFF  # the low byte; the high byte is written as 0
+        data = integer.to_bytes(point.type.words * 2, "big",
+                                signed=point.type.is_signed and point.type not in _BYTE_TYPES)
     return bytes_to_words(data, point.word_order, point.byte_order)
 
 

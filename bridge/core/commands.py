@@ -153,8 +153,15 @@ def _names(items: list[Any], points: Mapping[str, Datapoint], path: str | None) 
             raise InvalidRequest(f"{where} must be a string, got {kind(name)}", where)
         if name not in points:
             raise UnknownDatapoint(f"{where}: no datapoint {short(name)}", where)
+        if not points[name].readable:
+            raise InvalidRequest(f"{where}: datapoint {name!r} is write-only", where)
         names[name] = None
     return ReadPoints(tuple(names))
+
+
+def _all_readable(points: Mapping[str, Datapoint]) -> ReadPoints:
+    """Every datapoint but the write-only ones, in config order."""
+    return ReadPoints(tuple(name for name, point in points.items() if point.readable))
 
 
 def _writes(values: object, points: Mapping[str, Datapoint], path: str | None) -> WritePoints:
@@ -255,7 +262,7 @@ def _command(body: dict[str, Any], duplicates: list[str], points: Mapping[str, D
         return _raw_write(op, body)
     if op == "read":
         if "datapoints" not in body:
-            return ReadPoints(tuple(points))  # all, in config order
+            return _all_readable(points)
         names = body["datapoints"]
         if type(names) is not list:
             raise InvalidRequest(f"datapoints must be an array, got {kind(names)}",
@@ -311,7 +318,7 @@ def parse_get(payload: bytes, points: Mapping[str, Datapoint]) -> ReadPoints:
     """
     check_size(payload)
     if not payload.strip():
-        return ReadPoints(tuple(points))
+        return _all_readable(points)
     duplicates: list[str] = []
     body = load_json(payload, duplicates)
     if type(body) is list and body:

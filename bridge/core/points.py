@@ -56,6 +56,11 @@ class DataType(StrEnum):
     FLOAT64 = "float64"
     STRING = "string"
     BOOL = "bool"
+    INT8 = "int8"  # the register's low byte, sign-extended (SGr int8)
+    UINT8 = "uint8"  # the register's low byte
+    # Two registers each holding 0..999 of one number: kWh + 1000 x MWh (SGr
+    # layer6Deviation 2RegBase1000). word_order big: the thousands come first.
+    BASE1000 = "base1000"
 
     @property
     def words(self) -> int:
@@ -72,14 +77,25 @@ class DataType(StrEnum):
 
     @property
     def is_signed(self) -> bool:
-        return self in (DataType.INT16, DataType.INT32, DataType.INT64)
+        return self in (DataType.INT8, DataType.INT16, DataType.INT32, DataType.INT64)
 
     @property
     def is_numeric(self) -> bool:
         return self in _WORDS
 
+    @property
+    def raw_range(self) -> tuple[int, int]:
+        """The raw integers an integer type carries (before scale and offset)."""
+        if self is DataType.BASE1000:
+            return 0, 0xFFFF * 1000 + 0xFFFF
+        bits = 8 if self in (DataType.INT8, DataType.UINT8) else 16 * self.words
+        if self.is_signed:
+            return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return 0, (1 << bits) - 1
+
 
 _WORDS = {
+    DataType.INT8: 1, DataType.UINT8: 1, DataType.BASE1000: 2,
     DataType.INT16: 1, DataType.UINT16: 1,
     DataType.INT32: 2, DataType.UINT32: 2, DataType.FLOAT32: 2,
     DataType.INT64: 4, DataType.UINT64: 4, DataType.FLOAT64: 4,
@@ -89,6 +105,10 @@ _WORDS = {
 class Order(StrEnum):
     BIG = "big"
     LITTLE = "little"
+    # Word order only: 32-bit pairs most significant first, the two words inside
+    # each pair least significant first (CD AB GH EF; SGr ChangeWordOrder, as the
+    # SGr Java library reads it). For 32-bit values the same as little.
+    PAIRS = "pairs"
 
 
 @dataclass(frozen=True)
@@ -110,6 +130,12 @@ class Datapoint:
     min: float | None = None
     max: float | None = None
     unit: str | None = None
+    readable: bool = True  # False: write-only, never polled nor read back
+    constant: bool = False  # read once (a device constant), not polled after
+    persistent: bool = False  # writes go to the device's flash (SGr RWP): they wear it
+    true_value: int | None = None  # bool in a whole register: raw written for true
+    false_value: int | None = None  # ... raw meaning false (anything else reads true)
+    mask: int | None = None  # value maps: raw AND mask before the lookup
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -141,6 +167,30 @@ class Datapoint:
             return "scale must not be 0"
         if self.values and not self.type.is_integer:
             return "a value map needs an integer type"
+        return self._extension_problem()
+
+    def _extension_problem(self) -> str | None:
+        if self.byte_order is Order.PAIRS:
+            return "pairs is a word order, not a byte order"
+        if not self.readable and not self.writable:
+            return "a datapoint that is not readable must be writable"
+        if self.constant and not self.readable:
+            return "a constant must be readable"
+        if self.persistent and not self.writable:
+            return "persistent is only for writable datapoints"
+        if self.type is DataType.BASE1000 and self.writable:
+            return "base1000 datapoints are read-only"
+        if (self.true_value is not None or self.false_value is not None) and (
+                self.type is not DataType.BOOL or self.bit is not None or self.table.is_bits):
+            return "true_value/false_value are for bool datapoints in a whole register"
+        for raw in (self.true_value, self.false_value):
+            if raw is not None and not 0 <= raw <= 0xFFFF:
+                return "true_value/false_value must be 0..65535"
+        if self.true_value is not None and self.true_value == self.false_value:
+            return "true_value and false_value must differ"
+        if self.mask is not None and (not self.values or not 0 < self.mask
+                                      <= self.type.raw_range[1] - self.type.raw_range[0]):
+            return "mask is for value maps, a positive integer that fits the type"
         return None
 
     @property

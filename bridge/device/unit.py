@@ -43,14 +43,17 @@ class Device:
         self.max_gap = max_gap
         # Ranges that answered "illegal data address": later reads never span them.
         self.avoid: set[tuple[Table, int, int]] = set()
+        # Constants (SGr dataDirection C) already read: polls leave them out.
+        self.constants_known: set[str] = set()
 
     def _kw(self, priority: Priority, deadline: float | None) -> dict[str, Any]:
         return {"priority": priority, "timeout": self.timeout, "retries": self.retries,
                 "deadline": deadline}
 
     def select(self, names: Sequence[str] | None) -> list[Datapoint]:
-        if names is None:
-            return list(self.points.values())
+        if names is None:  # a poll: write-only points and constants known are not read
+            return [p for p in self.points.values()
+                    if p.readable and p.name not in self.constants_known]
         unknown = [n for n in names if n not in self.points]
         if unknown:
             raise UnknownDatapoint(f"device {self.id} has no datapoint {unknown[0]!r}",
@@ -73,6 +76,8 @@ class Device:
         blocks = coalesce.plan(self.select(names), max_gap=self.max_gap, avoid=self.avoid)
         for block in blocks:
             await self._read_block(block, result, priority, deadline)
+        self.constants_known.update(
+            name for name in result.values if self.points[name].constant)
         return result
 
     async def _read_block(self, block: coalesce.Block, result: ReadResult,
@@ -146,7 +151,11 @@ class Device:
             else:
                 await self.bus.write(self.unit, point.table, point.address, data,
                                      single=len(data) == 1, **kw)
-        return await self.read_points(list(encoded), deadline=deadline)
+        # Write-only points cannot be read back: the result leaves them out.
+        readable = [name for name in encoded if self.points[name].readable]
+        if not readable:
+            return ReadResult()
+        return await self.read_points(readable, deadline=deadline)
 
 
 def values_bool(data: Sequence[int] | Sequence[bool], point: Datapoint) -> bool:
