@@ -144,9 +144,11 @@ def _scaled(point: Datapoint, raw: int | float) -> int | float:
 
 # -- encode ---------------------------------------------------------------------
 
-def encode(point: Datapoint, value: object) -> list[int] | list[bool]:
-    """Registers (or bits) that carry `value` for `point`; checks before encoding."""
-    where = f"values.{point.name}"
+def encode(point: Datapoint, value: object, where: str | None = None
+           ) -> list[int] | list[bool]:
+    """Registers (or bits) that carry `value` for `point`; checks before encoding.
+    Errors name `where` (default `values.<name>`, as in a `write` command)."""
+    where = where or f"values.{point.name}"
     if point.table.is_bits:
         return [_as_bool(value, where)]
     if point.type is DataType.BOOL:

@@ -11,8 +11,9 @@ the fields so a disabled raw write always says `raw_write_disabled`; unknown
 keys come before the fields so a typo (`adress`) is named as such rather than
 reported as a missing `address`.
 
-Value encoding, `min`/`max` and value maps are the codec's job; here only the
-names, writability and JSON shape of datapoint values are checked.
+Datapoint writes are checked completely here, once: names, writability and JSON
+shape by this module, then type, `min`/`max` and value maps by encoding them with
+the codec. The device layer writes the encoded registers without checking again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from bridge.core import codec
 from bridge.core.errors import (
     InvalidRequest,
     NotWritable,
@@ -72,6 +74,10 @@ class WritePoints:
     # command cannot change under the worker. Excluded from the hash (dicts
     # have none); equality still compares it.
     values: Mapping[str, object] = field(hash=False)
+    # The registers (or bits) each value encodes to: checked and encoded once, here,
+    # so the device layer writes them as they are.
+    encoded: Mapping[str, tuple[int, ...] | tuple[bool, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False, compare=False)
 
 
 Command = RawRead | RawWrite | ReadPoints | WritePoints
@@ -171,10 +177,13 @@ def _writes(values: object, points: Mapping[str, Datapoint], path: str | None) -
         raise InvalidRequest(f"{what} must be an object, got {kind(values)}", path)
     if not values:
         raise InvalidRequest(f"{what} must name at least one datapoint", path)
+    encoded = {}
     for name, value in values.items():
         where = f"{path}.{name}" if path else name
-        _check_value(_writable(points, name, where), value, where)
-    return WritePoints(MappingProxyType(dict(values)))
+        point = _writable(points, name, where)
+        _check_value(point, value, where)
+        encoded[name] = tuple(codec.encode(point, value, where))
+    return WritePoints(MappingProxyType(dict(values)), MappingProxyType(encoded))
 
 
 def _writable(points: Mapping[str, Datapoint], name: str, where: str) -> Datapoint:
@@ -307,7 +316,8 @@ def parse_set_point(name: str, payload: bytes, points: Mapping[str, Datapoint]) 
     if type(parsed) in (bool, int, float, str):
         value = parsed
     _check_value(point, value, name)
-    return WritePoints(MappingProxyType({name: value}))
+    return WritePoints(MappingProxyType({name: value}),
+                       MappingProxyType({name: tuple(codec.encode(point, value, name))}))
 
 
 def parse_get(payload: bytes, points: Mapping[str, Datapoint]) -> ReadPoints:

@@ -155,7 +155,7 @@ class DeviceRunner:
             await self.absorb(read)
             return _values(read)
         if isinstance(command, WritePoints):
-            read = await dev.write_points(command.values, deadline=deadline)
+            read = await dev.write_points(command, deadline=deadline)
             await self.absorb(read)  # what the device reports, not what was asked
             return _values(read)
         raise TypeError(f"unknown command {command!r}")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core import coalesce, codec
 from bridge.core.availability import Outcome, outcome_of
+from bridge.core.commands import WritePoints
 from bridge.core.errors import (
     BridgeError,
-    InvalidRequest,
     ModbusExceptionError,
-    NotWritable,
     UnknownDatapoint,
 )
 from bridge.core.points import Datapoint, DataType, Table, Value
@@ -122,37 +121,21 @@ class Device:
         await self.bus.write(self.unit, table, address, values, single=single,
                              **self._kw(Priority.COMMAND, deadline))
 
-    def encode_all(self, values: Mapping[str, object]) -> dict[str, list[int] | list[bool]]:
-        """Check and encode every value before anything is sent (all or nothing)."""
-        encoded: dict[str, list[int] | list[bool]] = {}
-        for name, value in values.items():
-            point = self.select([name])[0]
-            if not point.writable:
-                raise NotWritable(f"datapoint {name!r} of {self.id} is read-only",
-                                  field=f"values.{name}")
-            encoded[name] = codec.encode(point, value)
-        return encoded
-
-    async def write_points(self, values: Mapping[str, object], *,
+    async def write_points(self, command: WritePoints, *,
                            deadline: float | None = None) -> ReadResult:
-        """Write datapoints, then read them back: the result is what the device reports."""
-        if not values:
-            raise InvalidRequest("nothing to write", field="values")
-        encoded = self.encode_all(values)
+        """Write datapoints (checked and encoded when the command was parsed), then read
+        them back: the result is what the device reports."""
         kw = self._kw(Priority.COMMAND, deadline)
-        for name, data in encoded.items():
+        for name, data in command.encoded.items():
             point = self.points[name]
             if point.bit is not None:
                 # A flag inside a register: read-modify-write, other bits unchanged.
                 (current,) = await self.bus.read(self.unit, point.table, point.address, 1, **kw)
-                data = [codec.set_bit(int(current), point.bit, bool(values_bool(data, point)))]
-            if point.table is Table.COIL:
-                await self.bus.write(self.unit, Table.COIL, point.address, data, single=True, **kw)
-            else:
-                await self.bus.write(self.unit, point.table, point.address, data,
-                                     single=len(data) == 1, **kw)
+                data = (codec.set_bit(int(current), point.bit, values_bool(data, point)),)
+            await self.bus.write(self.unit, point.table, point.address, data,
+                                 single=len(data) == 1, **kw)
         # Write-only points cannot be read back: the result leaves them out.
-        readable = [name for name in encoded if self.points[name].readable]
+        readable = [name for name in command.encoded if self.points[name].readable]
         if not readable:
             return ReadResult()
         return await self.read_points(readable, deadline=deadline)

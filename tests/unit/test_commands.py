@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.core.codec import encode
 from bridge.core.commands import (
     FIELDS,
     OPS,
@@ -292,13 +293,16 @@ def test_parse_set_errors(payload, code, field):
 
 @pytest.mark.parametrize(("payload", "value"), [
     (b"21.5", 21.5), (b" 21 \n", 21), (b"true", True), (b"ON", "ON"), (b"heat", "heat"),
-    (b'"heat"', "heat"), (b"-3", -3), (b"null", "null"), (b"[1]", "[1]"),
+    (b'"heat"', "heat"), (b"-3", -3),
 ])
 def test_parse_set_point(payload, value):
-    name = "relay" if isinstance(value, bool) or value == "ON" else "setpoint"
+    name = ("relay" if isinstance(value, bool) or value == "ON"
+            else "mode" if value == "heat" else "setpoint")
     result = parse_set_point(name, payload, POINTS)
     assert result == WritePoints({name: value})
     assert type(result.values[name]) is type(value)
+    # Checked and encoded once, here: the device layer writes these as they are.
+    assert result.encoded == {name: tuple(encode(POINTS[name], value))}
 
 
 @pytest.mark.parametrize(("name", "payload", "code"), [
@@ -307,6 +311,11 @@ def test_parse_set_point(payload, value):
     ("setpoint", b"\xff", "invalid_request"),
     ("setpoint", b"1" * 5000, "out_of_range"),
     ("setpoint", b"NaN", "out_of_range"),
+    ("setpoint", b"null", "invalid_request"),  # plain text, not a number
+    ("setpoint", b"[1]", "invalid_request"),
+    ("setpoint", b"heat", "invalid_request"),
+    ("setpoint", b"5000", "out_of_range"),  # int16 * 0.1: at most 3276.7
+    ("mode", b"cool", "out_of_range"),  # not in the value map
     ("setpoint", b"inf", "out_of_range"),
     ("setpoint", b"1e999", "out_of_range"),
     ("nope", b"1", "unknown_datapoint"),
