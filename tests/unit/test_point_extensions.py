@@ -243,7 +243,8 @@ async def test_write_only_write_is_not_read_back() -> None:
     from bridge.device.unit import Device
     bus = FakeBus()
     device = Device("d", 1, bus, POINTS.values())  # type: ignore[arg-type]
-    result = await device.write_points({"cmd": 7})
+    from bridge.core.commands import parse_set
+    result = await device.write_points(parse_set(b'{"cmd": 7}', POINTS))
     assert bus.writes == [(Table.HOLDING, 0, [7])]
     assert bus.reads == []
     assert result.values == {}
