@@ -24,10 +24,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bridge.app import Bridge
 from bridge.config import Config, validate_config
+from bridge.config.load import read_yaml
 from bridge.core.errors import BridgeError
 from bridge.modbus.simulator import SimBus, SimulatedLine, SimUnit, serve_tcp, tcp_server_port
 
@@ -81,8 +80,8 @@ def free_port(preferred: int = 0) -> int:
 
 def demo_config(port: int, line_path: str, tcp_port: int) -> Config:
     """The packaged demo.yaml pointed at this run's broker, line and TCP unit."""
-    data: dict[str, Any] = yaml.safe_load(
-        resources.files("bridge.demo").joinpath("demo.yaml").read_text(encoding="utf-8"))
+    with resources.as_file(resources.files("bridge.demo").joinpath("demo.yaml")) as path:
+        data: dict[str, Any] = read_yaml(path)
     data["mqtt"]["port"] = port
     for device in data["devices"]:
         if "serial" in device:
