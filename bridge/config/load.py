@@ -47,6 +47,7 @@ from bridge.config.models import (
     DeviceSettings,
     HomeAssistantEntity,
     HomeAssistantSettings,
+    MetricsSettings,
     MqttSettings,
     SerialSettings,
     TcpSettings,
@@ -90,6 +91,7 @@ class Config(BaseSettings):
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     health_interval: NonNegativeFloat = 60.0
     """Seconds between <base>/bridge/health messages; 0: off."""
+    metrics: MetricsSettings = MetricsSettings()
     bus: BusSettings = BusSettings()
     devices: list[DeviceSettings] = Field(json_schema_extra={"minItems": 1})
 
@@ -277,8 +279,8 @@ def _without_none(annotation: Any) -> Any:
 
 
 __all__ = [
-    "BridgeSettings", "BusSettings", "Config", "DatapointSettings", "DeviceLink", "DeviceSettings",
-    "HomeAssistantEntity", "HomeAssistantSettings", "MqttSettings", "SerialSettings",
-    "TcpSettings", "TlsSettings", "config_json_schema", "format_path", "load_config",
-    "read_yaml", "validate_config",
+    "BridgeSettings", "BusSettings", "Config", "DatapointSettings", "DeviceLink",
+    "DeviceSettings", "HomeAssistantEntity", "HomeAssistantSettings", "MetricsSettings",
+    "MqttSettings", "SerialSettings", "TcpSettings", "TlsSettings", "config_json_schema",
+    "format_path", "load_config", "read_yaml", "validate_config",
 ]

@@ -182,7 +182,25 @@ class HomeAssistantSettings(BaseModel):
     model_config = STRICT_KEYS
 
     discovery: bool = False
+    """Publish Home Assistant MQTT discovery configs (docs/homeassistant.md)."""
     prefix: TopicPrefix = "homeassistant"
+    """Home Assistant's discovery prefix."""
+    status_topic: TopicPrefix | None = None
+    """Where Home Assistant announces itself (birth message); null: <prefix>/status."""
+
+    @property
+    def birth_topic(self) -> str:
+        return self.status_topic or f"{self.prefix}/status"
+
+
+class MetricsSettings(BaseModel):
+    model_config = STRICT_KEYS
+
+    port: IpPort | None = None
+    """Serve Prometheus metrics on http://<host>:<port>/metrics; null: off."""
+    host: Text = "127.0.0.1"
+    """Address to bind; loopback by default (the metrics carry no secrets, but a
+    scrape from elsewhere is a decision to make, not a default)."""
 
 
 class BusSettings(BaseModel):
@@ -222,11 +240,20 @@ class TcpSettings(BaseModel):
 
 
 class HomeAssistantEntity(BaseModel):
+    """How a datapoint appears in Home Assistant. A field left out is derived from the
+    datapoint (device and state class from its unit); an explicit null means none."""
+
     model_config = STRICT_KEYS
 
     device_class: str | None = None
-    state_class: str | None = None
+    """Home Assistant's device class (voltage, energy, door, ...)."""
+    state_class: Literal["measurement", "total", "total_increasing"] | None = None
+    """For long-term statistics; read-only numeric sensors only."""
+    entity_category: Literal["config", "diagnostic"] | None = None
+    enabled: bool = True
+    """false: the entity exists but is disabled until a user enables it."""
     icon: str | None = None
+    """An icon such as mdi:flash."""
 
 
 class DatapointSettings(BaseModel):
@@ -238,6 +265,8 @@ class DatapointSettings(BaseModel):
     """As the device's documentation counts (see the device's address_base)."""
     type: DataType
     unit: str | None = None
+    label: str | None = None
+    """Display name (the Home Assistant entity's name); null: the datapoint's name."""
     homeassistant: HomeAssistantEntity | None = None
     scale: float = 1.0
     """value = raw * scale + offset"""
@@ -270,7 +299,7 @@ class DatapointSettings(BaseModel):
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
-        if problems := rules.datapoint_problems(self):
+        if problems := rules.datapoint_problems(self) + rules.homeassistant_problems(self):
             raise_problems("DatapointSettings", problems)
         return self
 
@@ -329,6 +358,10 @@ class DeviceLink(BaseModel):
 class DeviceSettings(DeviceLink):
     name: str | None = None
     """For humans and Home Assistant."""
+    manufacturer: str | None = None
+    """Shown on the device's page in Home Assistant."""
+    model: str | None = None
+    sw_version: str | None = None
     unit: Annotated[int, Field(ge=TCP_UNITS.start, le=TCP_UNITS.stop - 1)]
     """Modbus unit (slave) id: 1..247 on a serial line and RTU over TCP, 0..255 on
     Modbus TCP (many TCP devices answer only on 0 or 255)."""
@@ -379,7 +412,7 @@ class DeviceSettings(DeviceLink):
 
 __all__ = [
     "BridgeSettings", "BusSettings", "DataType", "DatapointSettings", "DeviceLink",
-    "DeviceSettings",
-    "HomeAssistantEntity", "HomeAssistantSettings", "MqttSettings", "Order",
+    "DeviceSettings", "HomeAssistantEntity", "HomeAssistantSettings", "MetricsSettings",
+    "MqttSettings", "Order",
     "SerialSettings", "Table", "TcpSettings", "TlsSettings",
 ]

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bridge.core import ha_classes
 from bridge.core.points import NAME_RE, RESERVED_NAMES, DataType, Order
 
 if TYPE_CHECKING:
@@ -189,3 +190,16 @@ def device_list_problems(items: Sequence[tuple[int, DeviceLink]]) -> list[Proble
                               f"devices {first.id!r} and {dev.id!r} share port {dev.port_key}"
                               f" but disagree on {name}: {theirs!r} vs {mine!r}"))
     return found
+
+
+def homeassistant_problems(dp: DatapointSettings) -> list[Problem]:
+    """Unit, device class and state class combinations Home Assistant would reject."""
+    ha = dp.homeassistant
+    if ha is None:  # defaults derived from the unit always fit
+        return []
+    explicit: dict[str, str | None] = {
+        name: getattr(ha, name) for name in ("device_class", "state_class")
+        if name in ha.model_fields_set}
+    kind = ha_classes.component_of(dp.type, dp.writable, bool(dp.values))
+    return [(("homeassistant", name), message) for name, message in
+            ha_classes.problems(kind, dp.unit, dp.type.is_numeric, explicit)]

@@ -53,12 +53,11 @@ from bridge.core.errors import (
     PortUnavailable,
 )
 from bridge.core.points import Table
+from bridge.core.stats import PortStats, error_key
 from bridge.core.transport import SERIAL_UNITS
 from bridge.modbus.calls import SERVER_BUSY, Raw, read_call, transact, write_call
 
 log = logging.getLogger(__name__)
-
-
 
 
 class Priority(IntEnum):
@@ -88,14 +87,6 @@ class _Item:
     timeout: float = field(compare=False)
     attempts_left: int = field(compare=False)
     first_attempt: bool = field(compare=False, default=True)
-
-
-@dataclass
-class BusStats:
-    requests: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)  # last 1000 transactions
-    last_success: float | None = None  # wall clock
 
 
 class Bus:
@@ -132,7 +123,8 @@ class Bus:
         self._worker: asyncio.Task[None] | None = None
         self._quiet_until = 0.0  # the line must stay silent until then
         self.units: dict[int, UnitHealth] = {}
-        self.stats = BusStats()
+        self.stats = PortStats()  # read by the health topic and the metrics
+        self._opened = False
 
     # -- submitting ---------------------------------------------------------
 
@@ -164,7 +156,7 @@ class Bus:
     ) -> Raw | None:
         """Queue one transaction and wait for its outcome; raises BusError subclasses."""
         if len(self._heap) >= self.queue_size:
-            self._count_error("busy")
+            self.stats.refused(unit, Busy.code)
             raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
         self._ensure_worker()
         future: asyncio.Future[Raw | None] = asyncio.get_running_loop().create_future()
@@ -217,7 +209,7 @@ class Bus:
                     continue
                 if item.deadline is not None and now >= item.deadline:
                     self._heap.remove(item)
-                    self._count_error("expired")
+                    self.stats.refused(item.unit, Expired.code)
                     item.future.set_exception(Expired("deadline passed while queued"))
                     continue
                 health = self.health(item.unit)
@@ -246,6 +238,7 @@ class Bus:
         try:
             await self._ensure_open()
         except PortUnavailable as exc:
+            self.stats.refused(item.unit, exc.code)
             self._finish(item, exc)
             return
         delay = self._quiet_until - time.monotonic()
@@ -253,19 +246,21 @@ class Bus:
             await asyncio.sleep(delay)
         health = self.health(item.unit)
         started = time.monotonic()
-        self.stats.requests += 1
         try:
             result = await transact(item.run, self.client, item.unit, item.timeout)
         except PortUnavailable as exc:
+            self._record(item, exc.code, started)
             self._port_down(PortUnavailable(f"{self.name}: {exc.message}"))
             self._finish(item, self._port_error or PortUnavailable(self.name))
             return
         except BusError as exc:
+            self._record(item, error_key(exc.code, getattr(exc, "exception_code", None)),
+                         started)
             if outcome_of(exc) is Outcome.FAILED:
                 self._failed(item, health, exc)
                 return
             # An exception response: the unit is alive.
-            self._succeeded(health, started)
+            self._succeeded(health)
             if isinstance(exc, ModbusExceptionError) and \
                     exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
                 # Alive but busy: ask again after one timeout; others go first meanwhile.
@@ -276,16 +271,18 @@ class Bus:
             return
         finally:
             self._quiet_until = max(self._quiet_until, time.monotonic() + self.frame_gap)
-        self._succeeded(health, started)
+        self._record(item, None, started)
+        self._succeeded(health)
         if not item.future.done():
             item.future.set_result(result)
 
-    def _succeeded(self, health: UnitHealth, started: float) -> None:
+    def _record(self, item: _Item, code: str | None, started: float) -> None:
+        """Count one attempt on the line (stats: health topic and metrics)."""
+        self.stats.transaction(item.unit, code, time.monotonic() - started, time.time())
+
+    def _succeeded(self, health: UnitHealth) -> None:
         health.failures = 0
         health.ready_at = 0.0
-        self.stats.last_success = time.time()
-        self.stats.latencies_ms.append((time.monotonic() - started) * 1000)
-        del self.stats.latencies_ms[:-1000]
 
     def _failed(self, item: _Item, health: UnitHealth, error: BusError) -> None:
         now = time.monotonic()
@@ -313,12 +310,17 @@ class Bus:
         heapq.heappush(self._heap, item)
 
     def _finish(self, item: _Item, error: BusError) -> None:
-        self._count_error(error.code)
         if not item.future.done():
             item.future.set_exception(error)
 
-    def _count_error(self, code: str) -> None:
-        self.stats.errors[code] = self.stats.errors.get(code, 0) + 1
+    @property
+    def queue_depth(self) -> int:
+        """Transactions waiting for this port."""
+        return len(self._heap)
+
+    def queued(self, unit: int) -> int:
+        """Transactions waiting for one unit."""
+        return sum(1 for item in self._heap if item.unit == unit)
 
     # -- the port --------------------------------------------------------------
 
@@ -344,6 +346,9 @@ class Bus:
             raise
         if self._port_error is not None:
             log.info("port %s is open again", self.name)
+        if self._opened:
+            self.stats.reopens += 1
+        self._opened = True
         self._port_error = None
         self._reopen_delay = self._reopen_min
         self._quiet_until = time.monotonic() + self.frame_gap

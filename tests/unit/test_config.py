@@ -333,6 +333,9 @@ def test_tcp_rules(patch, field, fragment):
     ("mqtt", {"tls": {"key_file": "k.pem"}}, "mqtt.tls.key_file", "needs cert_file"),
     ("mqtt", {"tls": {"cafile": "ca.pem"}}, "mqtt.tls.cafile", "did you mean 'ca_file'"),
     ("homeassistant", {"prefix": "ha/+"}, "homeassistant.prefix", "no '+' or '#'"),
+    ("homeassistant", {"status_topic": "ha/#"}, "homeassistant.status_topic", "no '+' or '#'"),
+    ("metrics", {"port": 0}, "metrics.port", "greater than or equal to 1"),
+    ("metrics", {"host": ""}, "metrics.host", "at least 1 character"),
     ("bus", {"queue_size": 0}, "bus.queue_size", "greater than or equal to 1"),
     ("bus", {"command_deadline": 0}, "bus.command_deadline", "greater than 0"),
     ("bus", {"backoff_max": -1}, "bus.backoff_max", "greater than 0"),
@@ -352,7 +355,8 @@ def test_a_bridge_needs_a_device():
 
 @pytest.mark.parametrize(("where", "key", "path", "fragment"), [
     ("root", "mqqt", "mqqt", "did you mean 'mqtt'"),
-    ("root", "zzz", "zzz", "expected one of: mqtt, bridge, homeassistant, health_interval, bus,"),
+    ("root", "zzz", "zzz",
+     "expected one of: mqtt, bridge, homeassistant, health_interval, metrics, bus,"),
     ("mqtt", "hostt", "mqtt.hostt", "did you mean 'host'"),
     ("device", "pol_interval", "devices[0].pol_interval", "did you mean 'poll_interval'"),
     ("serial", "baud", "devices[0].serial.baud", "did you mean 'baudrate'"),
@@ -686,7 +690,8 @@ def test_json_schema_describes_the_file():
     schema = config_json_schema()
     json.dumps(schema)
     assert schema["$schema"].startswith("https://json-schema.org/")
-    assert {"mqtt", "bridge", "homeassistant", "health_interval", "bus", "devices"} == set(
+    assert {"mqtt", "bridge", "homeassistant", "health_interval", "metrics", "bus",
+            "devices"} == set(
         schema["properties"])
     assert schema["required"] == ["devices"]
     defs = schema["$defs"]
