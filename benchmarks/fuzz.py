@@ -65,14 +65,15 @@ def hostile_payloads(count: int, seed: int, names: list[str]) -> Iterator[bytes]
         if kind == 0:
             yield bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
         elif kind == 1:
-            depth = rng.choice([50, 500, 5000, 100000])
+            depth = rng.choice([50, 500, 5000, 12000])  # < 80 KB: under the packet limit
             yield (b"[" * depth + b"]" * depth) if rng.random() < 0.5 else \
                 (b'{"a":' * depth + b"1" + b"}" * depth)
         elif kind == 2:
             yield json.dumps({"op": "read", "datapoints": names}).encode() if rng.random() < .5 \
                 else b'{"op":"read_holding_registers","address":1e999,"count":-1e999}'
         elif kind == 3 and n % 200 == 3:
-            yield b'{"id": "big", "op": "write", "values": {"x": "' + b"A" * 1_000_000 + b'"}}'
+            # Over the payload limit, under the bridge's Maximum Packet Size: answered.
+            yield b'{"id": "big", "op": "write", "values": {"x": "' + b"A" * 100_000 + b'"}}'
         elif kind == 4:
             yield str(rng.choice([10**100, -(10**100), 3.14, "NaN"])).encode()
         elif kind == 5:
@@ -87,7 +88,7 @@ TYPED_CODES = frozenset({
     "ok", "invalid_json", "invalid_request", "unknown_datapoint", "not_writable",
     "out_of_range", "raw_write_disabled", "modbus_exception", "timeout",
     "port_unavailable", "busy", "expired"})
-REPLIES = "fuzz/replies"
+REPLIES = "replies/fuzz"  # under the bridge's reply prefix (mqtt.reply_prefix)
 
 
 @dataclass

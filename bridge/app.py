@@ -14,6 +14,7 @@ from bridge import __version__
 from bridge.config.load import Config
 from bridge.core import commands
 from bridge.core.errors import BridgeError, InternalError, RequestError
+from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.core.transport import SerialLine
 from bridge.device.runner import DeviceRunner
 from bridge.device.unit import Device
@@ -32,7 +33,9 @@ SHUTDOWN_BUDGET = 3.0
 class Bridge:
     def __init__(self, config: Config, registry: ClientRegistry | None = None) -> None:
         self.config = config
-        self.topics = Topics(config.mqtt.base_topic, config.bridge.instance)
+        self.topics = Topics(config.mqtt.base_topic, config.bridge.instance,
+                             reply_prefix=config.mqtt.reply_prefix,
+                             reserved=[config.homeassistant.prefix])
         self.registry = registry or ClientRegistry(queue_size=config.bus.queue_size,
                                                    backoff_max=config.bus.backoff_max)
         self.started_at = results.utc_timestamp()
@@ -53,6 +56,7 @@ class Bridge:
                              subscriptions=self.topics.subscriptions(list(self.runners)))
         self._handlers: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
+        self._budget = LogBudget(burst=10, period=60.0)
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
         return await self.link.publish(topic, payload, retain=retain)
@@ -133,7 +137,7 @@ class Bridge:
     # -- commands -------------------------------------------------------------------
 
     def on_message(self, message: Inbound) -> None:
-        task = asyncio.create_task(self.handle(message), name=f"cmd[{message.topic}]")
+        task = asyncio.create_task(self.handle(message), name=f"cmd[{clip(message.topic)}]")
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
@@ -143,13 +147,18 @@ class Bridge:
             return
         if message.retain:
             # A retained command would run again at every reconnect.
-            log.warning("dropped a retained message on %s (commands must not be retained)",
-                        message.topic)
+            held = self._budget.take("retained")
+            if held is not None:
+                log.warning("dropped a retained message on %s (commands must not be "
+                            "retained)%s", clip(message.topic), held_note(held))
             return
         runner = self.runners[inbound.device]
         started = time.monotonic()
-        seconds = message.expiry if message.expiry is not None else \
-            self.config.bus.command_deadline
+        # A v5 Message Expiry may shorten the deadline, never extend it: the sender
+        # does not get to keep a port's queue slot longer than the operator allows.
+        seconds = self.config.bus.command_deadline
+        if message.expiry is not None:
+            seconds = min(seconds, message.expiry)
         deadline = started + seconds
         request_id: Any = None
         op: str = inbound.kind
@@ -180,16 +189,17 @@ class Bridge:
             body = results.failure(request_id=request_id, op=op, device=runner.id,
                                    error=InternalError("internal error"),
                                    duration_ms=_ms(started))
+        refused = None
+        if message.response_topic is not None:
+            refused = self.topics.reply_refused(message.response_topic)
+            if refused is not None:
+                # Said where the sender looks anyway, instead of silence.
+                body["reply_refused"] = refused
         payload = results.to_json(body)
         await self.publish(self.topics.response(runner.id), payload, retain=True)
-        if message.response_topic and _safe_reply_topic(message.response_topic, self.topics):
+        if message.response_topic is not None and refused is None:
             await self.link.publish(message.response_topic, payload,
                                     correlation_data=message.correlation_data)
-
-
-def _safe_reply_topic(topic: str, topics: Topics) -> bool:
-    """No wildcards, and never one of our own command topics (that would loop)."""
-    return "+" not in topic and "#" not in topic and topics.parse(topic) is None
 
 
 def _ms(started: float) -> float:

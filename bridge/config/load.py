@@ -28,6 +28,7 @@ from pydantic import (
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -101,6 +102,13 @@ class Config(BaseSettings):
         if value == []:
             raise_problems(cls.__name__, [((), "at least one device is required")])
         return check_list(value, handler, cls.__name__, DeviceLink, rules.device_list_problems)
+
+    @model_validator(mode="after")
+    def _prefixes(self) -> Config:
+        if problems := rules.prefix_problems(self.mqtt.base_topic, self.mqtt.reply_prefix,
+                                             self.homeassistant.prefix):
+            raise_problems(type(self).__name__, problems)
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -142,6 +142,10 @@ class MqttSettings(BaseModel):
     """Never logged; best set from the environment: BRIDGE_MQTT__PASSWORD."""
     client_id: str = "modbus-bridge"
     base_topic: TopicPrefix = "modbus"
+    reply_prefix: TopicPrefix | None = "replies"
+    """MQTT v5 replies (a command's Response Topic) are published only under
+    <reply_prefix>/, never under the base topic or the discovery prefix; null: no v5
+    replies. Give each user its own subtree in the broker's ACL (replies/%u/#)."""
     protocol: MqttProtocol = "5"
     qos: Annotated[int, Field(ge=0, le=2)] = 1
     keepalive: Annotated[int, Field(ge=1, le=65535)] = 30

@@ -60,6 +60,24 @@ def topic_prefix_problem(value: str) -> str | None:
     return None
 
 
+def _overlap(a: str, b: str) -> bool:
+    """One topic prefix equals the other or lies under it."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def prefix_problems(base: str, reply: str | None, discovery: str) -> list[Problem]:
+    """The reply prefix must share no topic with the bridge's own or HA's: a reply
+    there could forge state, availability or discovery (and mqtt-api.md's topics)."""
+    found: list[Problem] = []
+    if reply is not None:
+        for name, other in (("mqtt.base_topic", base), ("homeassistant.prefix", discovery)):
+            if _overlap(reply, other):
+                found.append((("mqtt", "reply_prefix"),
+                              f"{reply!r} overlaps {name} {other!r}: replies there could "
+                              "forge the bridge's own topics"))
+    return found
+
+
 def span(dp: DatapointSettings) -> int:
     """Registers (or bits) a valid datapoint spans; as `points.Datapoint.count`."""
     if dp.table.is_bits or dp.type is DataType.BOOL:

@@ -18,13 +18,90 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aiomqtt
+import paho.mqtt.client as paho
+import paho.mqtt.properties as paho_properties
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config.load import MqttSettings
+from bridge.core.payload import MAX_PAYLOAD
+from bridge.core.ratelimit import LogBudget, clip, held_note
 
 log = logging.getLogger(__name__)
+
+# Announced as the MQTT v5 Maximum Packet Size on CONNECT: the broker then never
+# sends the bridge a bigger packet (mosquitto drops it for this client), so memory
+# does not follow the largest message anyone publishes. The payload limit plus room
+# for a long topic and properties (Response Topic, Correlation Data, User Properties):
+# a command slightly over the payload limit still arrives and is answered "too large".
+MAX_PACKET = MAX_PAYLOAD + 65536
+# Messages received and not yet taken up may hold at most this many bytes (payloads and
+# topics), whatever mqtt.inbox_size allows in number.
+INBOX_BYTES = 64 * 1024 * 1024
+
+
+def _read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
+    """paho's readUTF without its U+FEFF check.
+
+    paho refuses U+FEFF in a v5 string property as a malformed packet and drops the
+    connection, although MQTT 5.0 1.5.4 [MQTT-1.5.4-3] only says a receiver must not
+    strip it: it is valid UTF-8 that mosquitto forwards. One command with a BOM in
+    its Response Topic or a User Property would take the bridge off the broker
+    (and, retained, at every reconnect). The other checks stay as paho has them.
+    """
+    if maxlen < 2:
+        raise MalformedPacket("Not enough data to read string length")
+    length = int.from_bytes(buffer[:2], "big")
+    if length > maxlen - 2:
+        raise MalformedPacket("Length delimited string too long")
+    try:
+        text = bytes(buffer[2:2 + length]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedPacket(f"invalid UTF-8: {exc.reason}") from None
+    if "\0" in text:
+        raise MalformedPacket("[MQTT-1.5.4-2] Null found in UTF-8 data")
+    return text, length + 2
+
+
+paho_properties.readUTF = _read_utf
+
+
+def _tolerate_bad_publish(client: paho.Client, budget: LogBudget) -> None:
+    """A PUBLISH that paho cannot decode is acknowledged and ignored with one log line,
+    instead of ending the connection (paho answers a malformed packet by dropping it,
+    and the broker would deliver a retained one again at every reconnect)."""
+    handle = client._handle_publish
+
+    def handle_publish() -> MQTTErrorCode:
+        try:
+            return handle()
+        except Exception as exc:
+            packet = client._in_packet
+            qos, topic, mid = _publish_header(packet["command"], packet["packet"])
+            held = budget.take("bad-publish")
+            if held is not None:
+                log.warning("ignored a message on %s that could not be decoded (%s)%s",
+                            clip(topic), clip(str(exc) or type(exc).__name__),
+                            held_note(held))
+            if qos == 1:
+                return client._send_puback(mid)
+            if qos == 2:  # paho answers the PUBREL of an unknown id with PUBCOMP
+                return client._send_pubrec(mid)
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._handle_publish = handle_publish  # type: ignore[method-assign]
+
+
+def _publish_header(command: int, packet: bytes | bytearray) -> tuple[int, str, int]:
+    """QoS, topic (for the log) and packet id of a PUBLISH, read without its properties."""
+    qos = (command & 0x06) >> 1
+    length = int.from_bytes(packet[:2], "big") if len(packet) >= 2 else 0
+    topic = bytes(packet[2:2 + length]).decode("utf-8", "replace")
+    mid = int.from_bytes(packet[2 + length:4 + length], "big") if qos else 0
+    return qos, topic, mid
 
 
 @dataclass(frozen=True)
@@ -49,6 +126,8 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self._inflight: set[asyncio.Future[None]] = set()
         self.connected = asyncio.Event()
+        self.connects = 0  # successful connections so far
+        self._budget = LogBudget(burst=10, period=60.0)
 
     def _make_client(self) -> aiomqtt.Client:
         s = self.settings
@@ -71,6 +150,7 @@ class MqttLink:
             tls_context=tls_context,
             tls_insecure=bool(s.tls and s.tls.insecure) if s.tls else None,
             timeout=10,
+            properties=self._connect_properties(),
             queue_type=_Inbox,
             max_queued_incoming_messages=s.inbox_size,
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
@@ -79,7 +159,15 @@ class MqttLink:
         # aiomqtt warns once per publish while more than 10 await their PUBACK: a
         # command burst is normal work here, not worth ~100 log lines.
         client.pending_calls_threshold = 10_000
+        _tolerate_bad_publish(client._client, self._budget)
         return client
+
+    def _connect_properties(self) -> Properties | None:
+        if not self.v5:
+            return None  # MQTT 3.1.1 has no such property: mosquitto's max_packet_size
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.MaximumPacketSize = MAX_PACKET
+        return properties
 
     async def _subscribe(self, client: aiomqtt.Client, topic: str) -> None:
         if not self.v5:
@@ -104,6 +192,7 @@ class MqttLink:
                     for topic in self.subscriptions:
                         await self._subscribe(client, topic)
                     self.connected.set()
+                    self.connects += 1
                     if failures:
                         log.info("MQTT broker %s:%s reachable again", self.settings.host,
                                  self.settings.port)
@@ -113,10 +202,14 @@ class MqttLink:
                         on_message(_inbound(message))
             except aiomqtt.MqttError as exc:
                 failures += 1
-                if failures == 1 or failures % 10 == 0:
-                    log.warning("MQTT broker %s:%s: %s; retrying in %.1f s",
+                # Every cause is logged (a message that drops the connection at each
+                # reconnect must show up), within a budget so the log stays bounded.
+                held = self._budget.take("reconnect")
+                if held is not None:
+                    log.warning("MQTT broker %s:%s: %s; retrying in %.1f s%s",
                                 self.settings.host, self.settings.port,
-                                _reason(exc, tls=self.settings.tls is not None), delay)
+                                _reason(exc, tls=self.settings.tls is not None), delay,
+                                held_note(held))
             finally:
                 self._client = None
                 self.connected.clear()
@@ -159,21 +252,38 @@ class MqttLink:
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's incoming queue, bounded (mqtt.inbox_size). paho acknowledges a QoS 1
-    message as it arrives, so a flood cannot be pushed back to the broker; past the
-    bound a message is dropped and counted here instead of logged one by one."""
+    """aiomqtt's incoming queue, bounded (mqtt.inbox_size messages, INBOX_BYTES bytes).
+    paho acknowledges a QoS 1 message as it arrives, so a flood cannot be pushed back
+    to the broker; past the bound a message is dropped and counted here instead of
+    logged one by one."""
 
     dropped = 0
+    size = 0  # bytes of the topics and payloads queued
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.full():
+        if self.full() or self.size + _weight(item) > INBOX_BYTES:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning("inbound flood: %d messages dropped unanswered on this "
-                            "connection (mqtt.inbox_size %d is full)", self.dropped,
-                            self.maxsize)
+                            "connection (mqtt.inbox_size %d or %d MB is full)", self.dropped,
+                            self.maxsize, INBOX_BYTES >> 20)
             return
         super().put_nowait(item)
+
+    def _put(self, item: aiomqtt.Message) -> None:
+        self.size += _weight(item)
+        super()._put(item)
+
+    def _get(self) -> aiomqtt.Message:
+        item: aiomqtt.Message = super()._get()
+        self.size -= _weight(item)
+        return item
+
+
+def _weight(message: aiomqtt.Message) -> int:
+    payload = message.payload
+    size = len(payload) if isinstance(payload, bytes | bytearray | str) else 16
+    return size + len(message.topic.value) + 64
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):

@@ -48,9 +48,14 @@ class Topics:
     base topic (mqtt-api.md, "Several bridges on one broker"); device topics stay
     flat. `self.instance` is the name used everywhere else (info, HA ids): the
     configured one, else "main".
+
+    MQTT v5 replies (a command's Response Topic) may go under `reply_prefix` only
+    (None: nowhere), never under the base or another prefix in `reserved` (the HA
+    discovery prefix).
     """
 
-    def __init__(self, base: str, instance: str | None = None) -> None:
+    def __init__(self, base: str, instance: str | None = None, *,
+                 reply_prefix: str | None = None, reserved: Iterable[str] = ()) -> None:
         levels = base.split("/")
         for level in levels:
             _check_level(level, "base topic level")
@@ -66,6 +71,8 @@ class Topics:
         self._depth = len(levels)
         self._bridge = f"{base}/{BRIDGE}" + (
             f"/{_check_level(instance, 'instance')}" if instance is not None else "")
+        self.reply_prefix = reply_prefix
+        self._reserved = [base, *reserved]
 
     # -- the bridge's own topics -------------------------------------------------
 
@@ -182,6 +189,25 @@ class Topics:
                 return Inbound(device, "set", point)
             case ["get"]:
                 return Inbound(device, "get")
+        return None
+
+    def reply_refused(self, topic: str) -> str | None:
+        """Why a command's v5 Response Topic may not be published to, or None if it may.
+
+        A reply published anywhere would let anyone who may send a command write the
+        bridge's JSON where the bridge's word counts: a device's availability, the
+        bridge's state, another device's response, or another bridge's command topic.
+        """
+        if self.reply_prefix is None:
+            return "this bridge sends no MQTT v5 replies (mqtt.reply_prefix is null)"
+        if not topic.startswith(self.reply_prefix + "/") or \
+                len(topic) == len(self.reply_prefix) + 1:
+            return f"response topic must be under {self.reply_prefix}/"
+        if any(c in topic for c in "+#\0"):
+            return "response topic must not contain wildcards"
+        for reserved in self._reserved:
+            if topic == reserved or topic.startswith(reserved + "/"):
+                return f"response topic must not be under {reserved}/"
         return None
 
     def _device(self, device: str) -> str:
