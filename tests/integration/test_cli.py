@@ -86,38 +86,82 @@ async def test_sigterm_publishes_offline_and_exits_zero_within_5s(tmp_path, mosq
             await proc.wait()
 
 
-async def test_the_demo_runs_and_takes_commands():
-    """`bridge demo` as the README drives it: its own broker from mosquitto.conf, the
-    simulated line and TCP unit; a setpoint written over MQTT is read back."""
-    from tests.broker import free_port
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *BRIDGE, "demo", "--port", str(port), "--duration", "20",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+async def drain(proc: asyncio.subprocess.Process, output: list[str]) -> None:
+    assert proc.stdout is not None
+    while line := await proc.stdout.readline():
+        output.append(line.decode(errors="replace"))
+
+
+async def test_two_demos_run_at_once_and_take_commands(tmp_path):
+    """`bridge demo` as the README drives it, twice at once from a private (mode 700)
+    directory: each takes free ports and its own temporary directory, starts its own
+    broker, simulated line and TCP unit; a setpoint written over MQTT is read back;
+    Ctrl-C exits 0. On failure the demos' own output is shown."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    procs = [await asyncio.create_subprocess_exec(
+        *BRIDGE, "demo", "--port", "0", "--duration", "40", cwd=private,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT) for _ in range(2)]
+    outputs: list[list[str]] = [[], []]
+    drains: list[asyncio.Task[None]] = []
     try:
-        async with asyncio.timeout(15):  # until the demo's broker listens
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.1)
-                    continue
-                writer.close()
-                break
-        async with probe(port) as p:
-            for device in ("meter1", "heatpump", "io", "inverter"):
-                await p.expect(f"modbus/{device}/availability", lambda m: m.text == "online")
-            meter = (await p.expect("modbus/meter1", lambda m: "voltage_l1" in m.json())).json()
-            assert 225 < meter["voltage_l1"] < 235
-            mark = p.mark()
-            await p.publish("modbus/heatpump/set/setpoint", "22.5")
-            reply = await p.expect("modbus/heatpump/response", after=mark)
-            assert reply.json()["values"] == {"setpoint": 22.5}
-            await p.expect("modbus/heatpump", lambda m: m.json()["setpoint"] == 22.5,
-                           after=mark)
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
+        ports = []
+        for proc, output in zip(procs, outputs, strict=True):
+            assert proc.stdout is not None
+            async with asyncio.timeout(20):  # until the demo says where its broker is
+                while not output or not output[-1].startswith("demo: broker on"):
+                    line = (await proc.stdout.readline()).decode()
+                    assert line, f"demo exited early:\n{''.join(output)}"
+                    output.append(line)
+            ports.append(int(output[-1].split("127.0.0.1:")[1].split(",")[0]))
+        # Keep reading: the topics the demo prints must never fill the pipe and stall it.
+        drains.extend(asyncio.create_task(drain(proc, output))
+                      for proc, output in zip(procs, outputs, strict=True))
+        assert ports[0] != ports[1]
+        for port in ports:
+            async with probe(port) as p:
+                for device in ("meter1", "heatpump", "io", "inverter"):
+                    await p.expect(f"modbus/{device}/availability",
+                                   lambda m: m.text == "online")
+                meter = (await p.expect("modbus/meter1",
+                                        lambda m: "voltage_l1" in m.json())).json()
+                assert 225 < meter["voltage_l1"] < 235
+                mark = p.mark()
+                await p.publish("modbus/heatpump/set/setpoint", "22.5")
+                reply = await p.expect("modbus/heatpump/response", after=mark)
+                assert reply.json()["values"] == {"setpoint": 22.5}
+                await p.expect("modbus/heatpump", lambda m: m.json()["setpoint"] == 22.5,
+                               after=mark)
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+        for proc in procs:
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+    except BaseException:
+        for proc, output in zip(procs, outputs, strict=True):
+            if proc.returncode is None:
+                proc.kill()
             await proc.wait()
+            print(f"--- demo output ---\n{''.join(output)[-5000:]}")
+        raise
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+        await asyncio.gather(*drains, return_exceptions=True)
+
+
+def test_the_wheel_carries_the_demo(tmp_path):
+    """`bridge demo` must work from a plain `pip install`, not only from a checkout:
+    its config ships inside the package."""
+    import zipfile
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                            "-w", str(tmp_path), str(repo)],
+                           capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "bridge/demo/demo.yaml" in names
+    assert "bridge/demo/run.py" in names
