@@ -1,4 +1,4 @@
-"""CLI: `bridge run | check-config | schema | demo` (also `python -m bridge`)."""
+"""CLI: `bridge run | check-config | schema | demo | eid inspect` (also `python -m bridge`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,38 @@ def _parser() -> argparse.ArgumentParser:
                       " (default 1884, or a free one if taken)")
     demo.add_argument("--duration", type=float, default=0,
                       help="stop after this many seconds (default: until Ctrl-C)")
+    eid = sub.add_parser("eid", help="SmartGridready device descriptions (docs/eid.md)")
+    eid_sub = eid.add_subparsers(dest="eid_command", required=True)
+    inspect = eid_sub.add_parser("inspect", help="print the datapoints an EID file gives")
+    inspect.add_argument("file", help="EID XML file")
+    inspect.add_argument("--properties", nargs="*", default=[], metavar="K=V",
+                         help="values for the EID's {{placeholders}} (slave_id=3)")
     return parser
+
+
+def _eid_inspect(path: str, pairs: list[str]) -> int:
+    from bridge.sgr.inspect import inspect
+    from bridge.sgr.mapping import EidProblems
+    from bridge.sgr.parse import EidError
+
+    properties = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            print(f"eid inspect: --properties takes K=V, got {pair!r}", file=sys.stderr)
+            return EXIT_CONFIG
+        properties[key.strip()] = value.strip()
+    try:
+        print(inspect(path, properties))
+    except EidError as exc:
+        print(f"eid inspect: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except EidProblems as exc:
+        for loc, message in exc.problems:
+            where = ".".join(str(part) for part in loc)
+            print(f"eid inspect: {where + ': ' if where else ''}{message}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         json.dump(config_json_schema(), sys.stdout, indent=2)
         print()
         return 0
+    if args.command == "eid":
+        return _eid_inspect(args.file, args.properties)
     if args.command == "demo":
         from bridge.demo.run import DemoError, run_demo
         try:
@@ -62,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         ports = {d.port_key for d in config.devices}
         print(f"ok: {len(config.devices)} devices on {len(ports)} ports")
+        for dev in config.devices:
+            if dev.eid is not None:
+                print(f"  {dev.id}: EID {dev.eid.file}: {len(dev.datapoints)} datapoints,"
+                      f" {len(dev.eid.skipped)} EID data points skipped")
+                for ref, why in dev.eid.skipped:
+                    print(f"    skipped {ref}: {why}")
+                for note in dev.eid.notes:
+                    print(f"    note: {note}")
         return 0
     from bridge.app import Bridge
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bridge import __version__
-from bridge.config.load import Config
+from bridge.config.load import Config, DeviceSettings
 from bridge.core import commands
 from bridge.core.errors import BridgeError, InternalError, RequestError
 from bridge.core.ratelimit import LogBudget, clip, held_note
@@ -43,6 +43,7 @@ class Bridge:
         self.wrappers: dict[str, ModbusClientWrapper] = {}
         self.allow_raw: dict[str, bool] = {}
         for dev in config.devices:
+            _log_eid(dev)
             wrapper = self.registry.register(dev.transport, dev.id, frame_gap=dev.frame_gap)
             device = Device(dev.id, dev.unit, wrapper.bus, dev.points(), timeout=dev.timeout,
                             retries=dev.retries, max_gap=dev.max_gap)
@@ -130,9 +131,16 @@ class Bridge:
                           "kind": "serial" if isinstance(transport, SerialLine) else "tcp",
                           "settings": settings,
                           "devices": sorted(wrapper.registered_devices)})
-        return {"version": __version__, "instance": self.topics.instance,
-                "started_at": self.started_at,
-                "devices": list(self.runners), "ports": ports}
+        info: dict[str, Any] = {"version": __version__, "instance": self.topics.instance,
+                                "started_at": self.started_at,
+                                "devices": list(self.runners), "ports": ports}
+        eids = {dev.id: {"file": dev.eid.file, "datapoints": len(dev.datapoints),
+                         "skipped": [{"datapoint": ref, "reason": why}
+                                     for ref, why in dev.eid.skipped]}
+                for dev in self.config.devices if dev.eid is not None}
+        if eids:
+            info["eid"] = eids
+        return info
 
     # -- commands -------------------------------------------------------------------
 
@@ -200,6 +208,21 @@ class Bridge:
         if message.response_topic is not None and refused is None:
             await self.link.publish(message.response_topic, payload,
                                     correlation_data=message.correlation_data)
+
+
+def _log_eid(dev: DeviceSettings) -> None:
+    """Once at start: what an EID gave, skipped and noted (also in bridge/info)."""
+    if dev.eid is None:
+        return
+    log.info("device %s: %d datapoints from EID %s", dev.id, len(dev.datapoints), dev.eid.file)
+    for ref, why in dev.eid.skipped:
+        log.info("device %s: skipped EID data point %s: %s", dev.id, ref, why)
+    for note in dev.eid.notes:
+        log.warning("device %s: EID: %s", dev.id, note)
+    writes_flash = [p.name for p in dev.points() if p.persistent]
+    if writes_flash:
+        log.info("device %s: writes to %s are stored in flash, which wears: write rarely",
+                 dev.id, ", ".join(writes_flash))
 
 
 def _ms(started: float) -> float:

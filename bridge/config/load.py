@@ -40,6 +40,7 @@ from pydantic_settings import (
 )
 
 from bridge.config import rules
+from bridge.config.eid import BASE_DIR as EID_BASE_DIR
 from bridge.config.models import (
     BridgeSettings,
     BusSettings,
@@ -138,7 +139,13 @@ def load_config(path: str | os.PathLike[str] | None = None,
     environ = os.environ if env is None else env
     if path is None:
         path = environ.get(ENV_PREFIX + "CONFIG") or DEFAULT_PATH
-    return _build(read_yaml(path), environ)
+    data = read_yaml(path)
+    # An EID file named in the config is found relative to the config file.
+    token = EID_BASE_DIR.set(os.path.dirname(os.path.abspath(path)))
+    try:
+        return _build(data, environ)
+    finally:
+        EID_BASE_DIR.reset(token)
 
 
 def validate_config(data: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Config:

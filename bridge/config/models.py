@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bridge.config import rules
+from bridge.config.eid import EidFailure, EidSettings, expand_eid
 from bridge.core.instances import DEFAULT_INSTANCE, instance_problem
 from bridge.core.points import Datapoint, DataType, Order, Table
 from bridge.core.transport import TCP_UNITS, SerialLine, TcpEndpoint, Transport, unit_problem
@@ -385,6 +386,20 @@ class DeviceSettings(DeviceLink):
     max_gap: Annotated[int, Field(ge=0, le=125)] = 8
     """Unused registers a poll may read through to merge two reads into one."""
     datapoints: list[DatapointSettings] = Field(default_factory=list)
+    eid: EidSettings | None = None
+    """A SmartGridready device description (docs/eid.md): its data points become
+    datapoints, merged with `datapoints` (the same name overrides the EID's)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_eid(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("eid") is not None \
+                and not isinstance(data["eid"], EidSettings):
+            try:
+                return expand_eid(data)
+            except EidFailure as exc:
+                raise_problems(cls.__name__, exc.problems)
+        return data
 
     @field_validator("datapoints", mode="wrap")
     @classmethod
