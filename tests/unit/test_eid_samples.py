@@ -82,8 +82,9 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
     (ABB_TCP, "ReactiveEnergyAC_Export_ReactiveEnergyACL3", {
         "table": "holding", "address": 21656, "type": "uint64", "word_order": "big",
         "byte_order": "big", "scale": 0.01, "unit": "kvarh", "min": 0.0,
-        "homeassistant": {"device_class": "reactive_energy",
-                          "state_class": "total_increasing"}}),
+        # reactive_energy is newer than the Home Assistant rules the bridge checks
+        # against (bridge/core/ha_classes.py): the device class is left out
+        "homeassistant": {"state_class": "total_increasing"}}),
     (ABB_TCP, "PowerFactor_PowerFactorACtot", {
         "table": "holding", "address": 23354, "type": "int16", "byte_order": "big",
         "scale": 0.1, "unit": "%", "homeassistant": {"state_class": "measurement"}}),
@@ -129,8 +130,9 @@ ROWS: list[tuple[str, str, dict[str, Any]]] = [
         "unit": "°C", "homeassistant": C, "min": -60.0, "max": 80.0}),
     (STIEBEL, "HeatCoolCtrl_1_SupplyWaterTempSetpointComfort", {
         "table": "holding", "address": 1501, "type": "int16", "byte_order": "big",
-        "scale": 0.1, "unit": "°C", "homeassistant": C, "min": 5.0, "max": 30.0,
-        "writable": True}),
+        "scale": 0.1, "unit": "°C", "min": 5.0, "max": 30.0, "writable": True,
+        # a writable number has no state class in Home Assistant
+        "homeassistant": {"device_class": "temperature"}}),
     (STIEBEL, "SG_ReadyStates_SGReadyEnabled", {
         "table": "holding", "address": 4000, "type": "bool", "byte_order": "big",
         "writable": True}),
