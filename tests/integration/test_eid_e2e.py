@@ -154,5 +154,8 @@ async def test_rtu_meter_on_the_serial_line(mosquitto: Any, eid: Path, count: in
             state = await full_state(client, "meter", names)
             check_values(state, sim)
             assert len(sim.expected) == count and len(sim.shared) == shared, sim.shared
+            info = (await client.expect("modbus/bridge/info")).json()
+            assert info["eid"]["meter"]["datapoints"] == count
+            assert len(info["eid"]["meter"]["skipped"]) == (1 if eid == WAGO_BLOCK else 0)
             reply = await client.request("meter", {"op": "write", "values": {names[0]: 1}})
             assert reply["error"]["code"] == "not_writable"

@@ -264,3 +264,52 @@ def test_two_eids_on_one_line_must_agree() -> None:
     found = problems(data)
     assert "devices[1].serial.baudrate" in found
     assert "'abb' and 'wago'" in found["devices[1].serial.baudrate"]
+
+
+# -- the SGr handler's defects, through the whole EID path -----------------------------
+# Each row: an EID data point, mapped and validated as the config does, then decoded /
+# encoded by the codec. The SGr handler got each of these wrong.
+
+def through_config(p: EidPoint, **interface: Any) -> Any:
+    from bridge.config.models import DatapointSettings
+    from bridge.core.points import Order
+    settings = DatapointSettings.model_validate(one(p, **interface))
+    class Device:  # what to_point reads of the device
+        address_base, word_order, byte_order = 0, Order.BIG, Order.BIG
+    return settings.to_point(Device)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("point", "interface", "words", "value"), [
+    # ChangeWordOrder float32: the low word comes first (230.5 = 0x4366 0x8000)
+    (replace(P, modbus_type="float32", registers=2), {"bit_order": "ChangeWordOrder"},
+     [0x8000, 0x4366], 230.5),
+    # int8: the low byte only, sign-extended; the high byte is not part of the value
+    (replace(P, modbus_type="int8"), {}, [0x12FE], -2),
+    (replace(P, modbus_type="int8U"), {}, [0x12FE], 254),
+    # NUL-padded strings end at the padding
+    (replace(P, modbus_type="string", registers=3), {}, [0x4142, 0x4300, 0x0000], "ABC"),
+    # address 0 is a valid address when the EID counts from 0
+    (replace(P, address=0, modbus_type="int16U"), {}, [7], 7),
+    # enum ordinal 0 is a literal, not "no value"
+    (replace(P, modbus_type="int16U", generic_type="enum", enum=((0, "OFF"), (1, "ON"))),
+     {}, [0], "OFF"),
+])
+def test_sgr_handler_defects_decode(point: EidPoint, interface: dict[str, Any],
+                                    words: list[int], value: object) -> None:
+    from bridge.core.codec import decode
+    dp = through_config(point, **interface)
+    assert dp.address == point.address
+    assert decode(dp, words) == value
+
+
+@pytest.mark.parametrize(("point", "value", "words"), [
+    # a scaled integer write rounds half up in decimal (21.45 / 0.1 = 215, not 214)
+    (replace(P, direction="RW", multiplicator=1, power_of_10=-1), 21.45, [215]),
+    (replace(P, direction="RW", multiplicator=1, power_of_10=-1), -0.06, [0xFFFF]),
+    (replace(P, direction="RW", modbus_type="int16U", generic_type="enum",
+             enum=((0, "OFF"), (1, "ON"))), "OFF", [0]),
+    (replace(P, direction="RW", modbus_type="int8"), -2, [0x00FE]),
+])
+def test_sgr_handler_defects_encode(point: EidPoint, value: object, words: list[int]) -> None:
+    from bridge.core.codec import encode
+    assert encode(through_config(point), value) == words
