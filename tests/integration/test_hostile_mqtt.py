@@ -89,7 +89,9 @@ async def test_reconnect_causes_are_all_logged(
             await wait_until(lambda n=n: bridge.link.connects == n, timeout=10, what="connected")
             mosquitto.stop()
             mosquitto.start()
-            await wait_until(lambda n=n: bridge.link.connects == n + 1, timeout=10,
+            # 25 s: a connect that races the broker's start can wait for aiomqtt's
+            # 10 s CONNACK timeout before its retry.
+            await wait_until(lambda n=n: bridge.link.connects == n + 1, timeout=25,
                              what="reconnected")
             lost = [r.getMessage() for r in caplog.records if "Disconnected" in r.getMessage()]
             assert len(lost) == n, lost
