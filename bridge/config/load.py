@@ -86,6 +86,7 @@ class ConfigFileSource(InitSettingsSource):
 class Config(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True,
+        allow_inf_nan=False,
         use_attribute_docstrings=True, title="modbus-mqtt-bridge configuration")
 
     mqtt: MqttSettings = MqttSettings()

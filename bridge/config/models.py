@@ -8,6 +8,7 @@ such as `devices[2].datapoints[0].bit` names exactly what is wrong. The root
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, NoReturn, Self
 
@@ -37,7 +38,9 @@ from bridge.core.transport import TCP_UNITS, SerialLine, TcpEndpoint, Transport,
 
 # Frozen: the running bridge never changes its config (use model_copy(update=...)).
 # Attribute docstrings become descriptions in the JSON Schema (`bridge schema`).
-STRICT_KEYS = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+# No .inf/.nan anywhere: `timeout: .inf` would wait forever, `scale: .nan` poisons values.
+STRICT_KEYS = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
+                         allow_inf_nan=False)
 
 
 def raise_problems(title: str, problems: Sequence[rules.Problem],
@@ -130,7 +133,35 @@ class TlsSettings(BaseModel):
     def _key_needs_cert(self) -> Self:
         if self.key_file is not None and self.cert_file is None:
             raise_problems("TlsSettings", [(("key_file",), "needs cert_file")])
+        if problems := _tls_file_problems(self):
+            raise_problems("TlsSettings", problems)
         return self
+
+
+def _tls_file_problems(tls: TlsSettings) -> list[rules.Problem]:
+    """Load the files now, as the MQTT link will: a missing or wrong file is a config
+    error naming the field at `check-config`, not a traceback after start."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    found: list[rules.Problem] = []
+    if tls.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            found.append((("ca_file",), f"{tls.ca_file}: {_file_problem(exc)}"))
+    if tls.cert_file is not None:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            where = "key_file" if tls.key_file is not None and isinstance(exc, ssl.SSLError) \
+                and "KEY" in str(exc).upper() else "cert_file"
+            found.append(((where,), f"{getattr(tls, where)}: {_file_problem(exc)}"))
+    return found
+
+
+def _file_problem(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not a usable PEM certificate or key ({exc.reason or exc})"
+    return exc.strerror or str(exc)
 
 
 class MqttSettings(BaseModel):
@@ -141,7 +172,7 @@ class MqttSettings(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     """Never logged; best set from the environment: BRIDGE_MQTT__PASSWORD."""
-    client_id: str = "modbus-bridge"
+    client_id: Annotated[str, _checked(rules.client_id_problem)] = "modbus-bridge"
     base_topic: TopicPrefix = "modbus"
     reply_prefix: TopicPrefix | None = "replies"
     """MQTT v5 replies (a command's Response Topic) are published only under

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline, and an id
+# "meter1\n" would build topics mosquitto refuses as malformed.
+DEVICE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # `<base>/bridge/...` is the bridge's own namespace (topics.py), never a device.
 BRIDGE_NAMESPACE = "bridge"
 # Keys of a device's state JSON besides its datapoints (mqtt-api.md): a datapoint
@@ -34,17 +36,30 @@ SERIAL_LINE = ("baudrate", "parity", "stopbits", "bytesize", "frame_gap")
 TCP_LINE = ("framer", "frame_gap")
 
 
+def _control(char: str) -> bool:
+    """C0/C1 control characters: mosquitto refuses them in topics and client ids."""
+    return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
+
+
+def client_id_problem(value: str) -> str | None:
+    if not value or len(value.encode()) > 128:
+        return "must be 1..128 bytes"
+    if any(_control(c) for c in value):
+        return "must not contain control characters"
+    return None
+
+
 def device_id_problem(value: str) -> str | None:
-    if not DEVICE_ID_RE.match(value):
-        return "must match [A-Za-z0-9_-]+ (it is a level of MQTT topics)"
+    if not DEVICE_ID_RE.fullmatch(value):
+        return "must match [A-Za-z0-9_-]+, at most 64 characters (it is a level of MQTT topics)"
     if value == BRIDGE_NAMESPACE:
         return f"{value!r} is reserved for the bridge's own topics (<base>/bridge/...)"
     return None
 
 
 def point_name_problem(value: str) -> str | None:
-    if not NAME_RE.match(value):
-        return "must match [A-Za-z0-9_]+ (it is a level of MQTT topics)"
+    if not NAME_RE.fullmatch(value):
+        return "must match [A-Za-z0-9_]+, at most 64 characters (it is a level of MQTT topics)"
     if value in RESERVED_NAMES:
         return f"{value!r} is reserved: {', '.join(sorted(RESERVED_NAMES))} are device sub-topics"
     if value in STATE_KEYS:
@@ -53,6 +68,10 @@ def point_name_problem(value: str) -> str | None:
 
 
 def topic_prefix_problem(value: str) -> str | None:
+    if len(value.encode()) > 256:
+        return "must be at most 256 bytes"
+    if any(_control(c) for c in value):
+        return "must not contain control characters (the broker refuses such topics)"
     if value.startswith("$") or any(
             not level or any(c in level for c in "+#\0") for level in value.split("/")):
         return ("must be MQTT topic levels joined by '/': no empty level, no '+' or '#',"

@@ -26,6 +26,7 @@ Encoding raises the typed request errors naming `values.<datapoint>`.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Sequence
 from decimal import ROUND_FLOOR, Decimal
@@ -231,17 +232,18 @@ def _as_number(value: object, where: str) -> float:
     return number
 
 
+# Plain ASCII decimal: Python's int()/float() also take "1_0" (10), Arabic-Indic and
+# other Unicode digits ("١٢" is 12), "nan" and "inf"; a write to hardware takes none
+# of them. \Z, not $: "$" would also match before a trailing newline.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+
+
 def _numeric_text(text: str, where: str) -> int | float:
     """A number written as text ("21.5" from a plain set/<dp> payload or a form)."""
-    stripped = text.strip()
-    if len(stripped) <= 40:
-        try:
-            return int(stripped)
-        except ValueError:
-            try:
-                return float(stripped)
-            except ValueError:
-                pass
+    stripped = text.strip(" \t\r\n")
+    if len(stripped) <= 40 and _DECIMAL.match(stripped):
+        return int(stripped) if _INTEGER.match(stripped) else float(stripped)
     raise InvalidRequest(f"expected a number, got {short(text)}", field=where)
 
 

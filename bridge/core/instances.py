@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_INSTANCE = "main"
-INSTANCE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+INSTANCE_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # fullmatch: "$" would take "x\n"
 # Leaves of `<base>/bridge/...`: an instance with one of these names would make
 # `<base>/bridge/<instance>` read as an unnamed bridge's topic.
 BRIDGE_TOPIC_NAMES = frozenset({"state", "info", "health", "request", "response", "sync"})
 
 
 def instance_problem(value: str) -> str | None:
-    if not INSTANCE_RE.match(value):
+    if not INSTANCE_RE.fullmatch(value):
         return "must match [A-Za-z0-9_-]{1,64} (it is a level of MQTT topics and HA ids)"
     if value in BRIDGE_TOPIC_NAMES:
         return (f"{value!r} is reserved: {', '.join(sorted(BRIDGE_TOPIC_NAMES))} are"

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 Value = bool | int | float | str
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_]+$")
+NAME_RE = re.compile(r"[A-Za-z0-9_]{1,64}")  # fullmatch: "$" would take "x\n"
 # Topic words a datapoint may not take: they are the device's own sub-topics.
 RESERVED_NAMES = frozenset({"set", "get", "request", "response", "availability",
                             "last_seen"})
@@ -143,7 +143,7 @@ class Datapoint:
             raise ValueError(f"datapoint {self.name!r}: {problem}")
 
     def _problem(self) -> str | None:
-        if not NAME_RE.match(self.name):
+        if not NAME_RE.fullmatch(self.name):
             return "name must match [A-Za-z0-9_]+"
         if self.name in RESERVED_NAMES:
             return f"name is reserved ({', '.join(sorted(RESERVED_NAMES))})"

@@ -556,8 +556,14 @@ def test_limits_reject(point: Datapoint, value: object, message: str) -> None:
     (math.nan, "expected a finite number, got nan"),
     (math.inf, "expected a finite number, got inf"),
     (-math.inf, "expected a finite number, got -inf"),
-    ("nan", "expected a finite number, got nan"),
-    ("-inf", "expected a finite number, got -inf"),
+    ("nan", "expected a number, got 'nan'"),
+    ("-inf", "expected a number, got '-inf'"),
+    # Only plain ASCII decimal text: int()/float() would take these as 10, 12, 3, 16.
+    ("1_0", "expected a number, got '1_0'"),
+    ("\u0661\u0662", "expected a number, got '\u0661\u0662'"),
+    ("\uff13", "expected a number, got '\uff13'"),
+    ("0x10", "expected a number, got '0x10'"),
+    ("1\n\n2", "expected a number, got '1\\n\\n2'"),
 ])
 def test_number_rejects_wrong_type(type_: DataType, value: object, message: str) -> None:
     with pytest.raises(InvalidRequest) as exc:

@@ -197,12 +197,35 @@ def test_protocol_must_be_5_or_311(given):
     assert_problem(base() | {"mqtt": {"protocol": given}}, "mqtt.protocol", "5 or 3.1.1")
 
 
-def test_parity_is_case_insensitive_and_tls_section_parses():
-    data = base() | {"mqtt": {"tls": {"ca_file": "/etc/ca.pem", "insecure": True}}}
+# A self-signed certificate (no key needed): the config loads TLS files to check them.
+CA_PEM = """\
+-----BEGIN CERTIFICATE-----
+MIIBiTCCAS+gAwIBAgIUMrDEo5LINKqIezNNBuUkWwM0M04wCgYIKoZIzj0EAwIw
+GTEXMBUGA1UEAwwOY29uZmlnLXRlc3QtY2EwIBcNMjYxMjAxMjI1NzE3WhgPMjEy
+NjExMDcyMjU3MTdaMBkxFzAVBgNVBAMMDmNvbmZpZy10ZXN0LWNhMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEr1O5/IULri3zPXhiDKpu0ePinv+LpSXX3wHfPkCC
+PdFWyX7ckuIP/3k8gjHZl9kU2H8MQbq8LP9jM3+RFWblFaNTMFEwHQYDVR0OBBYE
+FK0NEwLwg4ez+i77LtvW/KD2MwqLMB8GA1UdIwQYMBaAFK0NEwLwg4ez+i77LtvW
+/KD2MwqLMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIgUcQ0fMha
+L3ejpZlB04zlQdPn+8iDwTr4gsFWZ0nUddICIQDyZjN6rxwawg41J4pBAgFXQ9MM
+TpyG7eGgi/HuaUSa/A==
+-----END CERTIFICATE-----
+"""
+
+
+@pytest.fixture
+def ca_file(tmp_path):
+    path = tmp_path / "ca.pem"
+    path.write_text(CA_PEM)
+    return str(path)
+
+
+def test_parity_is_case_insensitive_and_tls_section_parses(ca_file):
+    data = base() | {"mqtt": {"tls": {"ca_file": ca_file, "insecure": True}}}
     data["devices"][0]["serial"]["parity"] = "e"
     cfg = validate_config(data)
     assert cfg.devices[0].serial is not None and cfg.devices[0].serial.parity == "E"
-    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == "/etc/ca.pem"
+    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == ca_file
     assert cfg.mqtt.tls.insecure and cfg.mqtt.tls.cert_file is None
 
 
@@ -515,11 +538,11 @@ def test_environment_overrides_the_file(tmp_path):
     assert len(cfg.devices) == 2
 
 
-def test_environment_names_are_case_insensitive_and_reach_nested_sections():
+def test_environment_names_are_case_insensitive_and_reach_nested_sections(ca_file):
     cfg = validate_config(base(), env={"bridge_mqtt__host": "broker",
-                                       "BRIDGE_MQTT__TLS__CA_FILE": "/ca.pem"})
+                                       "BRIDGE_MQTT__TLS__CA_FILE": ca_file})
     assert cfg.mqtt.host == "broker"
-    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == "/ca.pem"
+    assert cfg.mqtt.tls is not None and cfg.mqtt.tls.ca_file == ca_file
 
 
 def test_the_password_never_shows():
