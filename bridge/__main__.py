@@ -1,4 +1,5 @@
-"""CLI: `bridge run | check-config | schema | demo | eid inspect` (also `python -m bridge`)."""
+"""CLI: `bridge run | check-config | schema | demo | scan | status | eid inspect`
+(also `python -m bridge`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", help="EID XML file")
     inspect.add_argument("--properties", nargs="*", default=[], metavar="K=V",
                          help="values for the EID's {{placeholders}} (slave_id=3)")
+    from bridge.operate import add_scan_parser
+    add_scan_parser(sub)
     return parser
 
 
@@ -77,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "eid":
         return _eid_inspect(args.file, args.properties)
+    if args.command == "scan":
+        from bridge.operate import scan_main
+        return scan_main(args)
     if args.command == "demo":
         from bridge.demo.run import DemoError, run_demo
         try:

@@ -8,16 +8,20 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from bridge import __version__
 from bridge.config.load import Config, DeviceSettings
 from bridge.core import commands
 from bridge.core.errors import BridgeError, InternalError, RequestError
+from bridge.core.instances import Claims
 from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.core.transport import SerialLine
 from bridge.device.runner import DeviceRunner
 from bridge.device.unit import Device
+from bridge.features.bridge_requests import BridgeRequests
+from bridge.features.instances import Instances
 from bridge.modbus.registry import ClientRegistry, ModbusClientWrapper
 from bridge.mqtt import results
 from bridge.mqtt.link import Inbound, MqttLink
@@ -53,11 +57,28 @@ class Bridge:
                 device, self.topics, self.publish, poll_interval=dev.poll_interval,
                 offline_after=dev.offline_after,
                 per_point_topics=config.mqtt.per_datapoint_topics)
+        self.claims = Claims(self.topics.instance, self.started_at, frozenset(self.runners))
+        self.instances = Instances(self.topics, self.claims, self._on_claims)
+        self.bridge_requests = BridgeRequests(self.registry)
         self.link = MqttLink(config.mqtt, will_topic=self.topics.bridge_state,
-                             subscriptions=self.topics.subscriptions(list(self.runners)))
+                             subscriptions=[*self.topics.subscriptions(list(self.runners)),
+                                            self.topics.bridge_request,
+                                            *self.instances.subscriptions()])
         self._handlers: set[asyncio.Task[None]] = set()
+        self._pollers: dict[str, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
         self._budget = LogBudget(burst=10, period=60.0)
+        if config.mqtt.protocol != "5":
+            log.info("MQTT 3.1.1: v5-only features are off: commands' Response Topic and"
+                     " Correlation Data (answers go to <base>/<device>/response only),"
+                     " Message Expiry as a deadline (bus.command_deadline applies), and"
+                     " Retain As Published (a retained command is recognised only when"
+                     " replayed on subscribe)")
+
+    @property
+    def serving(self) -> list[str]:
+        """Device ids this bridge serves: configured, minus those another instance holds."""
+        return [d for d in self.runners if d not in self.claims.refused]
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
         return await self.link.publish(topic, payload, retain=retain)
@@ -72,8 +93,9 @@ class Bridge:
         tasks = [asyncio.create_task(self.link.run(self.on_connect, self.on_message),
                                      name="mqtt")]
         for dev_id, runner in self.runners.items():
-            tasks.append(asyncio.create_task(self._start_device(dev_id, runner),
-                                             name=f"poll[{dev_id}]"))
+            self._pollers[dev_id] = asyncio.create_task(self._start_device(dev_id, runner),
+                                                        name=f"poll[{dev_id}]")
+            tasks.append(self._pollers[dev_id])
         stop = asyncio.create_task(self.stopping.wait(), name="stop")
         try:
             # The MQTT link only ends by a bug; then stop loudly (a supervisor restarts
@@ -86,6 +108,10 @@ class Bridge:
             raise InternalError(f"MQTT link failed: {tasks[0].exception()!r}")
 
     async def _start_device(self, dev_id: str, runner: DeviceRunner) -> None:
+        # Serve only after the other instances' claims are in (first connect).
+        await self.instances.settled.wait()
+        if dev_id in self.claims.refused:
+            return
         try:
             await self.wrappers[dev_id].connect_async(dev_id)
         except BridgeError as exc:
@@ -104,7 +130,7 @@ class Bridge:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_BUDGET):
                 await asyncio.gather(*pollers, *self._handlers, return_exceptions=True)
-                for dev_id in self.runners:
+                for dev_id in self.serving:
                     await self.publish(self.topics.availability(dev_id), "offline", retain=True)
                 await self.publish(self.topics.bridge_state, "offline", retain=True)
         for task in tasks:
@@ -115,12 +141,36 @@ class Bridge:
                 await self.registry.close()
 
     async def on_connect(self) -> None:
-        """(Re)publish everything retained: the broker may have forgotten it."""
+        """(Re)publish everything retained: the broker may have forgotten it. First the
+        other instances' claims are read (messages flow only after this returns)."""
         await self.publish(self.topics.bridge_state, "online", retain=True)
+        self._spawn(self._after_connect(), "sync")
+
+    async def _after_connect(self) -> None:
+        await self.instances.sync(self._publish_bytes)
+        await self.publish_info()
+        for dev_id in self.serving:
+            await self.runners[dev_id].publish_availability()
+            await self.runners[dev_id].publish_state(force_points=True)
+
+    async def _publish_bytes(self, topic: str, payload: bytes) -> bool:
+        return await self.publish(topic, payload)
+
+    async def publish_info(self) -> None:
         await self.publish(self.topics.bridge_info, results.to_json(self.info()), retain=True)
-        for runner in self.runners.values():
-            await runner.publish_availability()
-            await runner.publish_state(force_points=True)
+
+    async def _on_claims(self, refused: list[str], contested: list[str]) -> None:
+        """Stop serving devices another instance holds; re-assert the ones we keep (a
+        newcomer may have published over them before it saw our claim)."""
+        for dev_id in refused:
+            poller = self._pollers.get(dev_id)
+            if poller is not None:
+                poller.cancel()
+        if refused:
+            await self.publish_info()
+        for dev_id in contested:
+            await self.runners[dev_id].publish_availability()
+            await self.runners[dev_id].publish_state(force_points=True)
 
     def info(self) -> dict[str, Any]:
         ports = []
@@ -130,10 +180,12 @@ class Bridge:
             ports.append({"port": wrapper.identifier,
                           "kind": "serial" if isinstance(transport, SerialLine) else "tcp",
                           "settings": settings,
-                          "devices": sorted(wrapper.registered_devices)})
+                          "devices": sorted(wrapper.registered_devices
+                                            - set(self.claims.refused))})
         info: dict[str, Any] = {"version": __version__, "instance": self.topics.instance,
                                 "started_at": self.started_at,
-                                "devices": list(self.runners), "ports": ports}
+                                "devices": self.serving, "ports": ports,
+                                "refused": dict(self.claims.refused)}
         eids = {dev.id: {"file": dev.eid.file, "datapoints": len(dev.datapoints),
                          "skipped": [{"datapoint": ref, "reason": why}
                                      for ref, why in dev.eid.skipped]}
@@ -145,14 +197,23 @@ class Bridge:
     # -- commands -------------------------------------------------------------------
 
     def on_message(self, message: Inbound) -> None:
-        task = asyncio.create_task(self.handle(message), name=f"cmd[{clip(message.topic)}]")
+        self._spawn(self.handle(message), f"cmd[{clip(message.topic)}]")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
         self._handlers.add(task)
         task.add_done_callback(self._handlers.discard)
 
     async def handle(self, message: Inbound) -> None:
-        inbound = self.topics.parse(message.topic)
-        if inbound is None or inbound.device not in self.runners:
+        if await self.instances.handle(message.topic, message.payload):
             return
+        if message.topic == self.topics.bridge_request:
+            await self.handle_bridge_request(message)
+            return
+        inbound = self.topics.parse(message.topic)
+        if inbound is None or inbound.device not in self.runners or \
+                inbound.device in self.claims.refused:
+            return  # a refused device's commands are the other instance's to answer
         if message.retain:
             # A retained command would run again at every reconnect.
             held = self._budget.take("retained")
@@ -197,6 +258,19 @@ class Bridge:
             body = results.failure(request_id=request_id, op=op, device=runner.id,
                                    error=InternalError("internal error"),
                                    duration_ms=_ms(started))
+        await self._answer(message, self.topics.response(runner.id), body)
+
+    async def handle_bridge_request(self, message: Inbound) -> None:
+        if message.retain:
+            held = self._budget.take("retained")
+            if held is not None:
+                log.warning("dropped a retained message on %s (commands must not be "
+                            "retained)%s", clip(message.topic), held_note(held))
+            return
+        body = await self.bridge_requests.handle(message.payload)
+        await self._answer(message, self.topics.bridge_response, body)
+
+    async def _answer(self, message: Inbound, topic: str, body: dict[str, Any]) -> None:
         refused = None
         if message.response_topic is not None:
             refused = self.topics.reply_refused(message.response_topic)
@@ -204,7 +278,7 @@ class Bridge:
                 # Said where the sender looks anyway, instead of silence.
                 body["reply_refused"] = refused
         payload = results.to_json(body)
-        await self.publish(self.topics.response(runner.id), payload, retain=True)
+        await self.publish(topic, payload, retain=True)
         if message.response_topic is not None and refused is None:
             await self.link.publish(message.response_topic, payload,
                                     correlation_data=message.correlation_data)

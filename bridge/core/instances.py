@@ -61,6 +61,7 @@ class Claims:
     devices: frozenset[str]
     peers: dict[str, Peer] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # device -> instance holding it
+    _contested: set[tuple[str, str]] = field(default_factory=set)  # (device, newcomer) told
 
     def on_state(self, instance: str, payload: str) -> None:
         if instance != self.instance:
@@ -97,7 +98,9 @@ class Claims:
         lost, kept = [], []
         for conflict in self.conflicts():
             if conflict.ours:
-                kept.append(conflict)
+                if (conflict.device, conflict.other) not in self._contested:
+                    self._contested.add((conflict.device, conflict.other))
+                    kept.append(conflict)
             else:
                 self.refused[conflict.device] = conflict.other
                 lost.append(conflict)

@@ -39,26 +39,31 @@ def _duration(duration_ms: float) -> float:
     return round(max(duration_ms, 0.0), 1) if math.isfinite(duration_ms) else 0.0
 
 
-def success(*, request_id: RequestId, op: str, device: str, duration_ms: float,
+def success(*, request_id: RequestId, op: str, device: str | None, duration_ms: float,
             now: float | None = None, **fields: Any) -> dict[str, Any]:
     """`{"id", "op", "ok": true, "device", **fields, "ts", "duration_ms"}`.
 
     `id` is always present (`null` when the command had none), so consumers
-    can read `result["id"]` without checking for the key.
+    can read `result["id"]` without checking for the key. `device` is left out
+    (None) in answers to the bridge itself (`<base>/bridge/response`).
     """
     clash = _ENVELOPE & fields.keys()
     if clash:
         raise ValueError(f"result fields {sorted(clash)} collide with the envelope")
-    return {"id": request_id, "op": op, "ok": True, "device": device, **fields,
+    return {"id": request_id, "op": op, "ok": True, **_device(device), **fields,
             "ts": utc_timestamp(now), "duration_ms": _duration(duration_ms)}
 
 
-def failure(*, request_id: RequestId, op: str, device: str, error: BridgeError,
+def failure(*, request_id: RequestId, op: str, device: str | None, error: BridgeError,
             duration_ms: float, now: float | None = None) -> dict[str, Any]:
     """`{"id", "op", "ok": false, "device", "error": {...}, "ts", "duration_ms"}`."""
-    return {"id": request_id, "op": op, "ok": False, "device": device,
+    return {"id": request_id, "op": op, "ok": False, **_device(device),
             "error": error.to_wire(), "ts": utc_timestamp(now),
             "duration_ms": _duration(duration_ms)}
+
+
+def _device(device: str | None) -> dict[str, str]:
+    return {} if device is None else {"device": device}
 
 
 def _plain(obj: Any) -> Any:
