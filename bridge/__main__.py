@@ -36,8 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", help="EID XML file")
     inspect.add_argument("--properties", nargs="*", default=[], metavar="K=V",
                          help="values for the EID's {{placeholders}} (slave_id=3)")
-    from bridge.operate import add_scan_parser
+    from bridge.operate import add_scan_parser, add_status_parser
     add_scan_parser(sub)
+    add_status_parser(sub)
     return parser
 
 
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "scan":
         from bridge.operate import scan_main
         return scan_main(args)
+    if args.command == "status":
+        from bridge.operate import status_main
+        return status_main(args)
     if args.command == "demo":
         from bridge.demo.run import DemoError, run_demo
         try:

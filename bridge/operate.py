@@ -102,3 +102,124 @@ def scan_main(args: argparse.Namespace, out: TextIO = sys.stdout,
         for line in scan_summary(report):
             print(line, file=out)
     return EXIT_FOUND if report.present else EXIT_NONE
+
+
+# -- bridge status ---------------------------------------------------------------------
+
+EXIT_OFFLINE, EXIT_BROKER = 1, 3
+
+
+def add_status_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = sub.add_parser(
+        "status", help="print each device's availability, last_seen and last error as the"
+                       " bridges on the broker report them; exit 1 if any is offline",
+        description="Connects to the broker of the config file and reads the retained"
+                    " topics of every bridge instance on its base topic. Exit status: 0 all"
+                    " devices online, 1 some device offline or unknown, 2 bad config,"
+                    " 3 broker unreachable.")
+    status.add_argument("--config", help="config file (default: $BRIDGE_CONFIG, else"
+                                         " ./bridge.yaml)")
+    status.add_argument("--json", action="store_true", help="print the rows as JSON")
+    status.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the broker (default 10)")
+
+
+def _json(payload: bytes | None) -> object:
+    try:
+        return json.loads(payload) if payload else None
+    except (ValueError, RecursionError):
+        return None
+
+
+def status_rows(base: str, seen: dict[str, bytes], configured: list[str]
+                ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(bridges, devices) from retained messages: topic -> payload."""
+    from bridge.mqtt.topics import Topics
+    topics = Topics(base)
+    bridges: dict[str, dict[str, str]] = {}
+    owner: dict[str, str] = {}
+    for topic, payload in sorted(seen.items()):
+        for leaf in ("state", "info"):
+            instance = topics.bridge_of(topic, leaf)
+            if instance is None:
+                continue
+            row = bridges.setdefault(instance, {"instance": instance, "state": "unknown",
+                                                "started_at": "", "devices": ""})
+            if leaf == "state":
+                row["state"] = payload.decode("utf-8", "replace")
+                continue
+            info = _json(payload)
+            if isinstance(info, dict):
+                row["started_at"] = str(info.get("started_at", ""))
+                devices = [d for d in info.get("devices", []) if isinstance(d, str)]
+                row["devices"] = str(len(devices))
+                for device in devices:
+                    owner.setdefault(device, instance)
+    names = list(dict.fromkeys([*configured, *owner]))
+    rows = []
+    for device in names:
+        prefix = f"{base}/{device}"
+        availability = seen.get(prefix + "/availability", b"").decode("utf-8", "replace")
+        state = _json(seen.get(prefix))
+        response = _json(seen.get(prefix + "/response"))
+        error = ""
+        if isinstance(response, dict) and response.get("ok") is False:
+            err = response.get("error")
+            if isinstance(err, dict):
+                error = f"{err.get('code', '?')}: {err.get('message', '')}"[:60]
+                error += f" ({response.get('ts', '')})"
+        rows.append({"device": device, "instance": owner.get(device, "-"),
+                     "availability": availability or "unknown",
+                     "last_seen": str(state.get("last_seen") or "-")
+                     if isinstance(state, dict) else "-",
+                     "last_error": error or "-"})
+    return list(bridges.values()), rows
+
+
+def table(rows: list[dict[str, str]], columns: list[str]) -> list[str]:
+    widths = [max([len(c), *(len(r[c]) for r in rows)]) for c in columns]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()
+              for r in rows]
+    return lines
+
+
+def status_main(args: argparse.Namespace, out: TextIO = sys.stdout,
+                err: TextIO = sys.stderr) -> int:
+    from bridge.config.load import load_config
+    from bridge.core.errors import ConfigError
+    from bridge.mqtt.status import collect_retained, status_filters
+    from bridge.mqtt.topics import Topics
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print("invalid configuration:", file=err)
+        for where, message in exc.problems:
+            print(f"  {where}: {message}" if where else f"  {message}", file=err)
+        return EXIT_USAGE
+    base = config.mqtt.base_topic
+    try:
+        seen = asyncio.run(collect_retained(config.mqtt, status_filters(Topics(base)),
+                                            connect_timeout=args.timeout))
+    except PortUnavailable as exc:
+        print(f"status: {exc.message}", file=err)
+        return EXIT_BROKER
+    bridges, rows = status_rows(base, seen, [d.id for d in config.devices])
+    if args.json:
+        json.dump({"bridges": bridges, "devices": rows}, out, indent=2)
+        out.write("\n")
+    else:
+        if bridges:
+            for line in table(bridges, ["instance", "state", "started_at", "devices"]):
+                print(line, file=out)
+            print(file=out)
+        for line in table(rows, ["device", "instance", "availability", "last_seen",
+                                 "last_error"]):
+            print(line, file=out)
+    offline = [r["device"] for r in rows if r["availability"] != "online"]
+    if offline:
+        print(f"{len(offline)} of {len(rows)} devices not online: {', '.join(offline)}",
+              file=err)
+        return EXIT_OFFLINE
+    return EXIT_FOUND

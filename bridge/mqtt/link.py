@@ -117,8 +117,10 @@ class Inbound:
 
 
 class MqttLink:
-    def __init__(self, settings: MqttSettings, *, will_topic: str,
+    def __init__(self, settings: MqttSettings, *, will_topic: str | None,
                  subscriptions: Sequence[str]) -> None:
+        """`will_topic`: where the broker publishes `offline` (retained) if this client
+        dies; None for a client that speaks for nobody (`bridge status`)."""
         self.settings = settings
         self.will_topic = will_topic
         self.subscriptions = list(subscriptions)
@@ -145,7 +147,8 @@ class MqttLink:
             password=s.password.get_secret_value() if s.password is not None else None,
             identifier=s.client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if self.v5 else aiomqtt.ProtocolVersion.V311,
-            will=aiomqtt.Will(self.will_topic, b"offline", qos=1, retain=True),
+            will=aiomqtt.Will(self.will_topic, b"offline", qos=1, retain=True)
+            if self.will_topic is not None else None,
             keepalive=s.keepalive,
             tls_context=tls_context,
             tls_insecure=bool(s.tls and s.tls.insecure) if s.tls else None,
