@@ -7,12 +7,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PKGS := mosquitto mosquitto-clients socat openssl
+# systemd: only for `systemd-analyze verify` of deploy/modbus-bridge.service in the tests.
+APT_PKGS := mosquitto mosquitto-clients socat openssl systemd
 
 .PHONY: setup system-packages demo test lint bench fuzz
 
 system-packages:
-	@missing=""; for c in mosquitto mosquitto_pub mosquitto_passwd socat openssl; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in mosquitto mosquitto_pub mosquitto_passwd socat openssl systemd-analyze; do command -v $$c >/dev/null || missing=1; done; \
 	pkgs="$(APT_PKGS)"; \
 	$(PY) -c 'import ensurepip, venv' 2>/dev/null || { missing=1; pkgs="$$pkgs python3-venv"; }; \
 	if [ -n "$$missing" ]; then \
