@@ -9,14 +9,24 @@ every pymodbus failure into a `BusError`, so nothing pymodbus leaves this module
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from bridge.core.errors import InvalidRequest, ModbusExceptionError, ModbusTimeout, PortUnavailable
+from bridge.core.errors import (
+    EXCEPTION_NAMES,
+    InvalidRequest,
+    ModbusExceptionError,
+    ModbusTimeout,
+    PortUnavailable,
+)
 from bridge.core.points import Table
+from bridge.core.ratelimit import LogBudget, held_note
 from bridge.core.transport import unit_problem
+
+log = logging.getLogger(__name__)
 
 Raw = list[int] | list[bool]
 Call = Callable[[Any], Awaitable[Raw | None]]
@@ -45,7 +55,7 @@ def read_call(unit: int, units: range, table: Table, address: int, count: int) -
 
     async def run(client: Any) -> Raw:
         response = await _READS[table](client, address, count=count, device_id=unit)
-        _check_exception(response)
+        _check_reply(response, _READ_CODES[table])
         if table.is_bits:
             bits = [bool(b) for b in response.bits]
             if len(bits) != (count + 7) // 8 * 8:
@@ -80,11 +90,43 @@ def write_call(unit: int, units: range, table: Table, address: int,
         else:
             response = await client.write_registers(
                 address, [int(v) for v in values], device_id=unit)
+        expected = (5 if single else 15) if table is Table.COIL else (6 if single else 16)
+        _check_function(response, expected)
         if response.isError() and getattr(response, "exception_code", None) == ACKNOWLEDGE:
             return  # accepted: not an error for a write
-        _check_exception(response)
+        _check_reply(response, expected)
 
     return run
+
+
+class _Garbled(ModbusIOException):
+    """A reply arrived that pymodbus cannot decode."""
+
+
+def guard_frames(client: Any, name: str, budget: LogBudget) -> None:
+    """A reply pymodbus cannot decode (a byte count that does not match the data) raises
+    out of its protocol's data_received: asyncio then logs a 14-line traceback and
+    closes the connection, at every such reply. Instead the bytes are dropped, the
+    request waiting for them fails at once as a garbled reply, and one log line (within
+    the port's budget) says so."""
+    manager = client.ctx
+    receive = manager.callback_data
+
+    def callback_data(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        try:
+            used: int = receive(data, addr)
+        except ModbusIOException as exc:
+            held = budget.take("garbled")
+            if held is not None:
+                log.warning("%s: dropped a reply that cannot be decoded (%d bytes: %s)%s",
+                            name, len(data), exc, held_note(held))
+            future = manager.response_future
+            if not future.done():
+                future.set_exception(_Garbled("reply cannot be decoded"))
+            return len(data)
+        return used
+
+    manager.callback_data = callback_data
 
 
 async def transact(run: Call, client: Any, unit: int, timeout: float) -> Raw | None:
@@ -95,6 +137,8 @@ async def transact(run: Call, client: Any, unit: int, timeout: float) -> Raw | N
             return await run(client)
     except (ModbusTimeout, ModbusExceptionError):
         raise
+    except _Garbled:
+        raise ModbusTimeout(f"unit {unit}: reply cannot be decoded") from None
     except (TimeoutError, ModbusIOException):
         raise ModbusTimeout(f"unit {unit} did not answer within {timeout:g} s") from None
     except ConnectionException as exc:
@@ -119,6 +163,25 @@ def check_request(unit: int, units: range, address: int, count: int, most: int,
         raise InvalidRequest(f"address {address} + {count} runs past 65535", field=count_field)
 
 
-def _check_exception(response: Any) -> None:
+_READ_CODES = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
+
+
+def _check_function(response: Any, expected: int) -> None:
+    """A reply for another function (an FC 4 answer to an FC 3 request) is not data:
+    pymodbus decodes whatever function the reply names. Taken as a wrong reply, like
+    one of the wrong length (a stale frame, or a confused gateway)."""
+    code = getattr(response, "function_code", None)
+    if not isinstance(code, int) or code & 0x7F != expected:
+        raise ModbusTimeout(f"reply is for function {code}, asked for function {expected}")
+
+
+def _check_reply(response: Any, expected: int) -> None:
+    _check_function(response, expected)
     if response.isError():
-        raise ModbusExceptionError(int(getattr(response, "exception_code", 4)))
+        code = getattr(response, "exception_code", None)
+        if not isinstance(code, int):
+            raise ModbusTimeout("exception reply without an exception code")
+        if code not in EXCEPTION_NAMES:
+            # Not one of the spec's codes: say so, instead of a name it does not have.
+            raise ModbusExceptionError(code, f"non-standard exception code {code}")
+        raise ModbusExceptionError(code)

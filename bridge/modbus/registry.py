@@ -33,9 +33,10 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
 from bridge.core.errors import InvalidRequest, PortUnavailable, SettingsConflict
+from bridge.core.ratelimit import LogBudget
 from bridge.core.transport import SerialLine, TcpEndpoint, Transport, canonical_port
 from bridge.modbus.bus import Bus
-from bridge.modbus.calls import char_time_gap
+from bridge.modbus.calls import char_time_gap, guard_frames
 
 # pymodbus's connect timeout; per-request timeouts are the bus's (per unit).
 CONNECT_TIMEOUT = 3.0
@@ -173,6 +174,7 @@ class ClientRegistry:
                 retries=0, reconnect_delay=0)
             gap = gap or 0.0
         client.set_max_no_responses(NEVER_CLOSE)
+        guard_frames(client, transport.key, LogBudget(burst=10, period=60.0))
         wrapper = ModbusClientWrapper(transport.key, client, transport=transport)
         wrapper.bus = Bus(transport.key, client, wrapper.open, queue_size=self.queue_size,
                           frame_gap=gap, backoff_max=self.backoff_max, units=transport.units)
