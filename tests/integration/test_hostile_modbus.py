@@ -72,7 +72,8 @@ async def test_garbage_replies_log_at_a_bounded_rate(
         # Commands always get their first attempt (polls back off): 100 garbage replies.
         for n in range(100):
             answer = await p.request("odd", {"id": n, **READ})
-            assert answer["error"]["code"] == "timeout", answer
+            # (random bytes are now and then a well-formed reply)
+            assert answer["ok"] or answer["error"]["code"] == "timeout", answer
         records = [r for r in caplog.records if r.name.startswith(("bridge", "asyncio"))]
         lines = [f"{r.name}: {r.getMessage()}" for r in records]
         assert not [r for r in records if r.exc_info or r.name == "asyncio"], lines
