@@ -88,8 +88,10 @@ class Bridge:
     async def run(self, install_signal_handlers: bool = True) -> None:
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stopping.set)
+            # SIGHUP (a closed terminal, or `kill -HUP`) ended the process with no log
+            # line and left every device retained online: it stops cleanly too.
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.add_signal_handler(sig, self._signalled, sig)
         tasks = [asyncio.create_task(self.link.run(self.on_connect, self.on_message),
                                      name="mqtt")]
         for dev_id, runner in self.runners.items():
@@ -107,6 +109,11 @@ class Bridge:
         if tasks[0].done() and not tasks[0].cancelled() and tasks[0].exception():
             raise InternalError(f"MQTT link failed: {tasks[0].exception()!r}")
 
+    def _signalled(self, sig: signal.Signals) -> None:
+        if not self.stopping.is_set():
+            log.info("%s received", signal.Signals(sig).name)
+        self.stopping.set()
+
     async def _start_device(self, dev_id: str, runner: DeviceRunner) -> None:
         # Serve only after the other instances' claims are in (first connect).
         await self.instances.settled.wait()
@@ -123,19 +130,25 @@ class Bridge:
         await runner.poll_forever()
 
     async def shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
-        log.info("stopping: publishing offline and closing ports")
+        log.info("stopping: answering commands in flight, publishing offline, closing ports")
         pollers = [t for t in tasks if t.get_name() != "mqtt"]
-        for task in [*pollers, *self._handlers]:
+        for task in pollers:
             task.cancel()
+        # Every command queued or on the wire is answered port_unavailable now, and its
+        # handler publishes that answer while the link is still up.
+        for wrapper in self.registry.clients.values():
+            wrapper.bus.stop("bridge stopping")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_BUDGET):
-                await asyncio.gather(*pollers, *self._handlers, return_exceptions=True)
+                await asyncio.gather(*pollers, return_exceptions=True)
+                if self._handlers:
+                    await asyncio.wait(set(self._handlers))
                 for dev_id in self.serving:
                     await self.publish(self.topics.availability(dev_id), "offline", retain=True)
                 await self.publish(self.topics.bridge_state, "offline", retain=True)
-        for task in tasks:
+        for task in [*tasks, *self._handlers]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._handlers, return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(1.0):
                 await self.registry.close()

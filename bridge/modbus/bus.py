@@ -121,6 +121,8 @@ class Bus:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._current: _Item | None = None  # the transaction on the wire
+        self._stopped: str | None = None  # why submits are refused (stop())
         self._quiet_until = 0.0  # the line must stay silent until then
         self.units: dict[int, UnitHealth] = {}
         self.stats = PortStats()  # read by the health topic and the metrics
@@ -155,6 +157,8 @@ class Bus:
         deadline: float | None = None,
     ) -> Raw | None:
         """Queue one transaction and wait for its outcome; raises BusError subclasses."""
+        if self._stopped is not None:
+            raise PortUnavailable(self._stopped)
         if len(self._heap) >= self.queue_size:
             self.stats.refused(unit, Busy.code)
             raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
@@ -172,8 +176,22 @@ class Bus:
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work(), name=f"bus[{self.name}]")
 
+    def stop(self, reason: str) -> None:
+        """Refuse new transactions and answer every waiting one, the one on the wire
+        included, port_unavailable with `reason` at once: at shutdown each command in
+        flight gets its one answer while the MQTT link is still up to carry it."""
+        self._stopped = reason
+        items = [*self._heap, *([self._current] if self._current is not None else [])]
+        self._heap.clear()
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(PortUnavailable(reason))
+        self._wake.set()
+
     async def close(self, reason: str = "port closed") -> None:
         """Stop the worker; everything still queued is answered port_unavailable."""
+        if self._current is not None and not self._current.future.done():
+            self._current.future.set_exception(PortUnavailable(f"{self.name}: {reason}"))
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -187,6 +205,7 @@ class Bus:
     async def _work(self) -> None:
         while True:
             item = await self._next_item()
+            self._current = item
             try:
                 await self._run(item)
             except Exception as exc:  # never let one item kill the port's worker
@@ -194,6 +213,8 @@ class Bus:
                 if not item.future.done():
                     item.future.set_exception(
                         InternalError(f"unexpected {type(exc).__name__}: {exc}"))
+            finally:
+                self._current = None
 
     async def _next_item(self) -> _Item:
         """The best eligible item; waits while all queued items are backing off."""
