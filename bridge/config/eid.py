@@ -102,11 +102,11 @@ def expand_eid(data: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _explicit_orders(data: dict[str, Any]) -> tuple[str, str] | None:
+def _explicit_orders(data: dict[str, Any]) -> tuple[str | None, str | None] | None:
     word, byte = data.get("word_order"), data.get("byte_order")
     if word is None and byte is None:
         return None
-    return str(word or "big"), str(byte or "big")
+    return (str(word) if word is not None else None), (str(byte) if byte is not None else None)
 
 
 def _prevalidate(mapped: Mapped, settings: EidSettings) -> None:

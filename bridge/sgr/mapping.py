@@ -53,7 +53,7 @@ class Options:
     exclude: Sequence[str] = ()
     rename: Mapping[str, str] = field(default_factory=dict)
     writes: bool = True
-    orders: tuple[str, str] | None = None  # the device's explicit (word, byte) order
+    orders: tuple[str | None, str | None] | None = None  # the device's explicit orders
 
 
 @dataclass
@@ -71,10 +71,7 @@ def fold(text: str) -> str:
 
 
 def map_eid(eid: Eid, options: Options) -> Mapped:
-    orders = options.orders or ORDERS.get(eid.interface.bit_order)
-    if orders is None:
-        raise EidProblems([((), f"bitOrder {eid.interface.bit_order} is not supported: set the"
-                                " device's word_order and byte_order to how it orders registers")])
+    orders = _orders(eid.interface.bit_order, options.orders)
     _check_options(eid, options)
     out = Mapped()
     wanted = set(options.profiles) if options.profiles is not None else None
@@ -93,6 +90,19 @@ def map_eid(eid: Eid, options: Options) -> Mapped:
             out.points.append({"name": name, **dp})
             out.refs[name] = point.ref
     return out
+
+
+def _orders(bit_order: str, explicit: tuple[str | None, str | None] | None
+            ) -> tuple[str, str]:
+    """The EID's bitOrder as (word_order, byte_order), each overridden by the device's
+    explicit setting; an order the bridge cannot read needs the device to say."""
+    word, byte = explicit or (None, None)
+    base = ORDERS.get(bit_order)
+    if base is None and word is None and byte is None:
+        raise EidProblems([((), f"bitOrder {bit_order} is not supported: set the device's"
+                                " word_order and byte_order to how it orders registers")])
+    default_word, default_byte = base or ("big", "big")
+    return word or default_word, byte or default_byte
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -101,8 +101,15 @@ def test_bit_order(bit_order: str, modbus_type: str, registers: int,
 def test_unsupported_bit_order_is_refused_unless_overridden(bit_order: str) -> None:
     with pytest.raises(EidProblems, match="word_order and byte_order"):
         map_eid(eid(P, bit_order=bit_order), Options())
-    result = map_eid(eid(P, bit_order=bit_order), Options(orders=("little", "big")))
-    assert result.points[0]["byte_order"] == "big"
+    result = map_eid(eid(P, bit_order=bit_order), Options(orders=(None, "little")))
+    assert result.points[0]["byte_order"] == "little"
+
+
+def test_explicit_orders_override_one_at_a_time() -> None:
+    p64 = replace(P, modbus_type="int64", registers=4)
+    result = map_eid(eid(p64, bit_order="ChangeWordOrder"), Options(orders=(None, "little")))
+    assert (result.points[0]["word_order"], result.points[0]["byte_order"]) == (
+        "pairs", "little")
 
 
 @pytest.mark.parametrize(("modbus_type", "type_"), [
