@@ -39,6 +39,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python -m benchmarks.dead_unit
+	$(BIN)/python -m benchmarks.scan
 
 fuzz: setup
 	$(BIN)/python -m benchmarks.fuzz --count 20000
