@@ -97,6 +97,11 @@ def expand_eid(data: dict[str, Any]) -> dict[str, Any]:
     settings._mapped, settings._eid = mapped, eid
     settings._notes.extend(connection.notes)
     merged = dict(data, eid=settings)
+    # For Home Assistant's device page, unless the config names them itself.
+    if eid.manufacturer:
+        merged.setdefault("manufacturer", eid.manufacturer)
+    if eid.device_name:
+        merged.setdefault("model", eid.device_name)
     merged["datapoints"] = _merge(mapped, data.get("datapoints"), data.get("address_base"))
     _connection(merged, connection, settings)
     return merged

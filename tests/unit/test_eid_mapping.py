@@ -203,6 +203,7 @@ def test_eid_device_gets_points_unit_and_port() -> None:
     assert (dev.unit, dev.tcp is not None and dev.tcp.port, len(dev.points())) == (3, 502, 42)
     assert dev.eid is not None and dev.eid.skipped == []
     assert dev.eid.refs["HeatPumpBase_OutsideAirTemp"] == "HeatPumpBase/OutsideAirTemp"
+    assert (dev.manufacturer, dev.model) == ("Stiebel-Eltron", "Internet Service Gateway ISG")
 
 
 def test_own_datapoints_override_by_name_and_add() -> None:
@@ -320,3 +321,23 @@ def test_sgr_handler_defects_decode(point: EidPoint, interface: dict[str, Any],
 def test_sgr_handler_defects_encode(point: EidPoint, value: object, words: list[int]) -> None:
     from bridge.core.codec import encode
     assert encode(through_config(point), value) == words
+
+
+def test_home_assistant_discovery_of_an_eid_device() -> None:
+    """The EID's units and directions reach Home Assistant's entity kinds and classes."""
+    from collections import Counter
+
+    from bridge.features.homeassistant import Discovery
+    from bridge.mqtt.topics import Topics
+    config = validate_config({"homeassistant": {"discovery": True},
+                              "devices": [{"id": "hp", "tcp": {"host": "127.0.0.1"},
+                                           "eid": {"file": STIEBEL}}]})
+    entities = {e.topic.split("/")[3]: e for e in Discovery(config, Topics("modbus")).entities()
+                if "/main_hp/" in e.topic}
+    assert Counter(e.topic.split("/")[1] for e in entities.values()) == {
+        "sensor": 20, "binary_sensor": 13, "number": 6, "select": 2, "switch": 1}
+    energy = entities["EnergyMonitor_ActiveEnergyACheat"].config
+    assert (energy["unit_of_measurement"], energy["device_class"], energy["state_class"]) == (
+        "kWh", "energy", "total_increasing")
+    setpoint = entities["HeatCoolCtrl_1_SupplyWaterTempSetpointComfort"].config
+    assert (setpoint["min"], setpoint["max"], setpoint["step"]) == (5, 30, 0.1)
