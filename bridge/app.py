@@ -17,11 +17,15 @@ from bridge.core import commands
 from bridge.core.errors import BridgeError, InternalError, RequestError
 from bridge.core.instances import Claims
 from bridge.core.ratelimit import LogBudget, clip, held_note
+from bridge.core.stats import MqttStats
 from bridge.core.transport import SerialLine
 from bridge.device.runner import DeviceRunner
 from bridge.device.unit import Device
 from bridge.features.bridge_requests import BridgeRequests
+from bridge.features.discovery import HomeAssistantDiscovery
+from bridge.features.health import Health, Sources
 from bridge.features.instances import Instances
+from bridge.features.metrics import MetricsServer
 from bridge.modbus.registry import ClientRegistry, ModbusClientWrapper
 from bridge.mqtt import results
 from bridge.mqtt.link import Inbound, MqttLink
@@ -60,10 +64,23 @@ class Bridge:
         self.claims = Claims(self.topics.instance, self.started_at, frozenset(self.runners))
         self.instances = Instances(self.topics, self.claims, self._on_claims)
         self.bridge_requests = BridgeRequests(self.registry)
+        self.discovery = HomeAssistantDiscovery(
+            config, self.topics, self.publish, self.publish_states, lambda: self.serving) \
+            if config.homeassistant.discovery else None
         self.link = MqttLink(config.mqtt, will_topic=self.topics.bridge_state,
                              subscriptions=[*self.topics.subscriptions(list(self.runners)),
                                             self.topics.bridge_request,
-                                            *self.instances.subscriptions()])
+                                            *self.instances.subscriptions(),
+                                            *(self.discovery.subscriptions
+                                              if self.discovery else [])])
+        self.mqtt_stats = MqttStats()
+        self.sources = Sources(
+            time.monotonic(), self.started_at, self.mqtt_stats, self.link,
+            {w.identifier: w.bus for w in self.registry.clients.values()}, self.runners)
+        self.health = Health(self.sources, self.topics.bridge_health, self.publish,
+                             config.health_interval) if config.health_interval > 0 else None
+        self.metrics = MetricsServer(self.sources, config.metrics.host, config.metrics.port) \
+            if config.metrics.port is not None else None
         self._handlers: set[asyncio.Task[None]] = set()
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
@@ -80,8 +97,12 @@ class Bridge:
         """Device ids this bridge serves: configured, minus those another instance holds."""
         return [d for d in self.runners if d not in self.claims.refused]
 
-    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> bool:
-        return await self.link.publish(topic, payload, retain=retain)
+    async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
+                      correlation_data: bytes | None = None) -> bool:
+        ok = await self.link.publish(topic, payload, retain=retain,
+                                     correlation_data=correlation_data)
+        self.mqtt_stats.sent(ok)
+        return ok
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -92,8 +113,12 @@ class Bridge:
             # line and left every device retained online: it stops cleanly too.
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.add_signal_handler(sig, self._signalled, sig)
+        if self.metrics is not None:
+            await self.metrics.start()
         tasks = [asyncio.create_task(self.link.run(self.on_connect, self.on_message),
                                      name="mqtt")]
+        if self.health is not None:
+            tasks.append(asyncio.create_task(self.health.run(), name="health"))
         for dev_id, runner in self.runners.items():
             self._pollers[dev_id] = asyncio.create_task(self._start_device(dev_id, runner),
                                                         name=f"poll[{dev_id}]")
@@ -134,6 +159,10 @@ class Bridge:
         pollers = [t for t in tasks if t.get_name() != "mqtt"]
         for task in pollers:
             task.cancel()
+        if self.discovery is not None:
+            await self.discovery.stop()
+        if self.metrics is not None:
+            await self.metrics.stop()
         # Every command queued or on the wire is answered port_unavailable now, and its
         # handler publishes that answer while the link is still up.
         for wrapper in self.registry.clients.values():
@@ -162,6 +191,15 @@ class Bridge:
     async def _after_connect(self) -> None:
         await self.instances.sync(self._publish_bytes)
         await self.publish_info()
+        if self.discovery is not None:
+            await self.discovery.on_connect()  # before the states: HA has the entities
+        await self.publish_states()
+        if self.health is not None:
+            await self.health.publish()
+
+    async def publish_states(self) -> None:
+        """Bridge state, and each served device's availability and state (retained)."""
+        await self.publish(self.topics.bridge_state, "online", retain=True)
         for dev_id in self.serving:
             await self.runners[dev_id].publish_availability()
             await self.runners[dev_id].publish_state(force_points=True)
@@ -181,6 +219,8 @@ class Bridge:
                 poller.cancel()
         if refused:
             await self.publish_info()
+            if self.discovery is not None:
+                await self.discovery.withdraw(refused)
         for dev_id in contested:
             await self.runners[dev_id].publish_availability()
             await self.runners[dev_id].publish_state(force_points=True)
@@ -210,6 +250,10 @@ class Bridge:
     # -- commands -------------------------------------------------------------------
 
     def on_message(self, message: Inbound) -> None:
+        self.mqtt_stats.received += 1
+        if self.discovery is not None and self.discovery.handles(message.topic):
+            self.discovery.on_message(message)
+            return
         self._spawn(self.handle(message), f"cmd[{clip(message.topic)}]")
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
@@ -293,8 +337,8 @@ class Bridge:
         payload = results.to_json(body)
         await self.publish(topic, payload, retain=True)
         if message.response_topic is not None and refused is None:
-            await self.link.publish(message.response_topic, payload,
-                                    correlation_data=message.correlation_data)
+            await self.publish(message.response_topic, payload,
+                               correlation_data=message.correlation_data)
 
 
 def _log_eid(dev: DeviceSettings) -> None:

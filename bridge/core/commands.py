@@ -34,7 +34,7 @@ from bridge.core.errors import (
     UnknownDatapoint,
 )
 from bridge.core.payload import check_size, kind, load_json, no_duplicates, short
-from bridge.core.points import Datapoint, Table
+from bridge.core.points import Datapoint, DataType, Table
 
 RAW_READS = {"read_holding_registers": Table.HOLDING, "read_input_registers": Table.INPUT,
              "read_coils": Table.COIL, "read_discrete_inputs": Table.DISCRETE}
@@ -296,7 +296,10 @@ def parse_set_point(name: str, payload: bytes, points: Mapping[str, Datapoint]) 
 
     A JSON scalar is taken as parsed (`21.5` a number, `true` a boolean,
     `"heat"` a string); anything else is the stripped text, which the codec
-    coerces (`ON`, `heat`) or refuses.
+    coerces (`ON`, `heat`) or refuses. Two exceptions keep Home Assistant's
+    payloads meaning what HA meant: text that is one of the value map's labels is
+    that label (a select sends `1` for an option labelled "1", not raw 1), and a
+    string datapoint takes the text as it came (a text entity's `123`).
     """
     check_size(payload)
     point = _writable(points, name, name)  # name first: it comes from the topic
@@ -315,6 +318,9 @@ def parse_set_point(name: str, payload: bytes, points: Mapping[str, Datapoint]) 
         parsed = None  # not JSON: plain text
     if type(parsed) in (bool, int, float, str):
         value = parsed
+    if text in point.values.values() or (point.type is DataType.STRING
+                                         and not isinstance(parsed, str)):
+        value = text
     _check_value(point, value, name)
     return WritePoints(MappingProxyType({name: value}),
                        MappingProxyType({name: tuple(codec.encode(point, value, name))}))

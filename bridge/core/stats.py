@@ -104,3 +104,19 @@ def error_key(code: str, exception_code: int | None = None) -> str:
     """The key a failure is counted under: the wire error code, with the Modbus
     exception number for exception responses (`modbus_exception_2`)."""
     return f"{code}_{exception_code}" if exception_code is not None else code
+
+
+@dataclass
+class MqttStats:
+    """Messages: counted where the bridge publishes and receives (app.py); connects
+    are the link's own count."""
+
+    published: int = 0
+    dropped: int = 0  # publishes not sent: disconnected, or the connection died first
+    received: int = 0
+
+    def sent(self, ok: bool) -> None:
+        if ok:
+            self.published += 1
+        else:
+            self.dropped += 1

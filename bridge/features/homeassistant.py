@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -82,11 +82,13 @@ class Discovery:
         self.instance = config.bridge.instance_id
         self.bridge_id = bridge_identifier(self.instance)
 
-    def entities(self) -> list[Entity]:
-        """The bridge's own entities first: HA links a device's via_device only to a
-        device it already knows."""
-        return [*self.bridge_entities(), *(e for dev in self.config.devices
-                                           for e in self.device_entities(dev))]
+    def entities(self, devices: Collection[str] | None = None, *,
+                 bridge: bool = True) -> list[Entity]:
+        """All configs (of `devices` only, when given). The bridge's own entities come
+        first: HA links a device's via_device only to a device it already knows."""
+        chosen = [dev for dev in self.config.devices if devices is None or dev.id in devices]
+        return [*(self.bridge_entities() if bridge else ()),
+                *(e for dev in chosen for e in self.device_entities(dev))]
 
     def is_ours(self, config: object) -> bool:
         """Whether a retained discovery config was published by this bridge instance

@@ -440,3 +440,28 @@ def test_commandlike_json(body):
 def test_arbitrary_text(text):
     _check_request(text.encode("utf-8", "surrogatepass"))
     _check_others(text.encode("utf-8", "surrogatepass"))
+
+
+HA_POINTS = {p.name: p for p in [
+    Datapoint("level", Table.HOLDING, 0, DataType.UINT16, values={0: "1", 1: "2", 2: "true"},
+              writable=True),
+    Datapoint("note", Table.HOLDING, 1, DataType.STRING, length=4, writable=True),
+    Datapoint("setpoint", Table.HOLDING, 10, DataType.INT16, scale=0.5, writable=True),
+    Datapoint("relay", Table.COIL, 0, DataType.BOOL, writable=True),
+]}
+
+
+@pytest.mark.parametrize(("name", "payload", "raw"), [
+    # What Home Assistant sends, written as HA means it.
+    ("level", b"1", [0]),          # select: the option labelled "1", not raw 1
+    ("level", b"2", [1]),
+    ("level", b"true", [2]),
+    ("note", b"123", list(encode(HA_POINTS["note"], "123"))),  # text: the text itself
+    ("note", b"hi", list(encode(HA_POINTS["note"], "hi"))),
+    ("setpoint", b"21.5", [43]),   # number: 21.5 / 0.5
+    ("setpoint", b"21", [42]),     # HA sends whole numbers without .0
+    ("relay", b"ON", [True]),      # switch
+    ("relay", b"OFF", [False]),
+])
+def test_set_point_takes_home_assistants_payloads(name, payload, raw):
+    assert list(parse_set_point(name, payload, HA_POINTS).encoded[name]) == raw
