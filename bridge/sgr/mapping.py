@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from bridge.core import ha_classes
 from bridge.core.points import DataType
 from bridge.sgr.eid import Eid, EidPoint
 from bridge.sgr.units import home_assistant
@@ -195,28 +194,12 @@ def _point(p: EidPoint, first_is_one: bool, orders: tuple[str, str], writes: boo
     if isinstance(direction, str):
         return direction
     dp.update(direction)
-    unit, ha = _home_assistant(p.unit, numeric, DataType(kind), dp)
+    unit, ha = home_assistant(p.unit, numeric, DataType(kind), dp)
     if unit is not None:
         dp["unit"] = unit
     if ha:
         dp["homeassistant"] = ha
     return _expand(p, dp, first_is_one)
-
-
-def _home_assistant(sgr_unit: str | None, numeric: bool, kind: DataType,
-                    dp: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
-    """The unit table's pair, less what Home Assistant would refuse for this entity
-    (a state class on a writable number, a device class newer than HA's rules)."""
-    unit, block = home_assistant(sgr_unit, numeric)
-    component = ha_classes.component_of(kind, bool(dp.get("writable")), "values" in dp)
-    for _ in range(len(block)):
-        refused = {name for name, _ in ha_classes.problems(component, unit, kind.is_numeric,
-                                                           dict(block))}
-        if not refused:
-            break
-        for name in refused:
-            block.pop(name, None)
-    return unit, block
 
 
 def _kind(p: EidPoint, table: str) -> str:

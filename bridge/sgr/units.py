@@ -7,6 +7,12 @@ Energy units count up: state_class total_increasing; other numbers measurement.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from bridge.core import ha_classes
+from bridge.core.points import DataType
+
 # SGr unit: (symbol or None, device_class or None)
 UNITS: dict[str, tuple[str | None, str | None]] = {
     "AMPERES": ("A", "current"),
@@ -57,7 +63,24 @@ UNITS: dict[str, tuple[str | None, str | None]] = {
 ENERGY = frozenset({"Wh", "kWh", "MWh", "kvarh", "J"})
 
 
-def home_assistant(sgr_unit: str | None, numeric: bool) -> tuple[str | None, dict[str, str]]:
+def home_assistant(sgr_unit: str | None, numeric: bool, kind: DataType,
+                   dp: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The table's pair, less what Home Assistant would refuse for this entity (a
+    state class on a writable number, a device class newer than HA's rules as the
+    bridge knows them: bridge/core/ha_classes.py)."""
+    unit, block = _from_table(sgr_unit, numeric)
+    component = ha_classes.component_of(kind, bool(dp.get("writable")), "values" in dp)
+    for _ in range(len(block)):
+        refused = {name for name, _ in ha_classes.problems(component, unit, kind.is_numeric,
+                                                           dict(block))}
+        if not refused:
+            break
+        for name in refused:
+            block.pop(name, None)
+    return unit, block
+
+
+def _from_table(sgr_unit: str | None, numeric: bool) -> tuple[str | None, dict[str, str]]:
     """(unit symbol, homeassistant block) for a datapoint with this SGr unit.
 
     `numeric`: a plain number (not an enum, bool or string), the only kind that
