@@ -171,7 +171,7 @@ class Requester:
 
     @property
     def reply_topic(self) -> str:
-        return f"burst/{self.token}/reply"
+        return f"replies/burst/{self.token}"  # under the bridge's mqtt.reply_prefix
 
     def new_id(self, n: int) -> str:
         return f"{self.token}-{n}"

@@ -162,6 +162,13 @@ class Bus:
         if len(self._heap) >= self.queue_size:
             self.stats.refused(unit, Busy.code)
             raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
+        self.health(unit)  # known from now on: it counts in every unit's share
+        share = self.share(unit)
+        if self.queued(unit) >= share:
+            # One device flooding its port must not make the others' commands busy.
+            self.stats.refused(unit, Busy.code)
+            raise Busy(f"unit {unit} holds its share of the queue of {self.name} "
+                       f"({share} of {self.queue_size} waiting)")
         self._ensure_worker()
         future: asyncio.Future[Raw | None] = asyncio.get_running_loop().create_future()
         item = _Item(int(priority), next(self._seq), unit, run, future, deadline, timeout,
@@ -338,6 +345,12 @@ class Bus:
     def queue_depth(self) -> int:
         """Transactions waiting for this port."""
         return len(self._heap)
+
+    def share(self, unit: int) -> int:
+        """How many waiting transactions one unit may hold: an equal part of the queue
+        among the units this port has served (each device polls or is asked soon
+        after start, so all of them count)."""
+        return max(1, self.queue_size // len(self.units.keys() | {unit}))
 
     def queued(self, unit: int) -> int:
         """Transactions waiting for one unit."""

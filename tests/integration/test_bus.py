@@ -91,15 +91,33 @@ async def test_expired_items_never_reach_the_bus(port, line):
 
 
 async def test_a_full_queue_refuses_at_once(port, line):
-    port.queue_size = 3
+    port.queue_size = 4
     line.unit(1).mode, line.unit(1).delay = "slow", 0.3
     blocker = asyncio.create_task(port.read(1, Table.HOLDING, 0, 1, timeout=1.0))
     await wait_until(lambda: line.unit(1).requests == 1, what="blocker on the wire")
-    queued = [asyncio.create_task(port.read(2, Table.HOLDING, a, 1)) for a in range(3)]
+    # Two units, two waiting each: their shares (4 // 2) and the queue are full.
+    queued = [asyncio.create_task(port.read(unit, Table.HOLDING, a, 1, timeout=1.0))
+              for unit, a in ((2, 0), (2, 1), (1, 2), (1, 3))]
     await asyncio.sleep(0)
     with pytest.raises(Busy, match="full"):
         await port.read(2, Table.HOLDING, 5, 1)
-    assert [await t for t in queued] == [[200], [201], [202]]
+    assert [await t for t in queued] == [[200], [201], [102], [103]]
+    await blocker
+
+
+async def test_one_unit_cannot_take_the_whole_queue(port, line):
+    port.queue_size = 4
+    line.unit(1).mode, line.unit(1).delay = "slow", 0.1
+    await port.read(2, Table.HOLDING, 0, 1)  # unit 2 is known to the port
+    blocker = asyncio.create_task(port.read(1, Table.HOLDING, 0, 1, timeout=1.0))
+    await wait_until(lambda: line.unit(1).requests == 1, what="blocker on the wire")
+    queued = [asyncio.create_task(port.read(1, Table.HOLDING, a, 1, timeout=1.0))
+              for a in (1, 2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Busy, match="share"):
+        await port.read(1, Table.HOLDING, 3, 1)
+    assert await port.read(2, Table.HOLDING, 1, 1) == [201]  # room left for unit 2
+    assert [await t for t in queued] == [[101], [102]]
     await blocker
 
 
