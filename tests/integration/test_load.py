@@ -48,9 +48,10 @@ from tests.e2e import running_bridge
 pytestmark = pytest.mark.slow
 
 COUNT = 10_000
-# Answers for a whole burst: ~13 s on a 2-core machine (~20 s with both cores busy
-# elsewhere); two bursts must end in < 90 s.
-ANSWER_TIMEOUT = 35.0
+# Answers for a whole burst: ~13 s on an idle 2-core machine, ~60 s with both cores
+# busy elsewhere (load average 5 measured). A bound for a lost answer, not a speed
+# target: speed is benchmarks/burst.py's job.
+ANSWER_TIMEOUT = 150.0
 # The first burst raises RSS by its transient backlog (~80 MB measured: the bridge
 # holds the unread commands in aiomqtt's unbounded incoming queue, the burst client
 # the unread answers; the allocator keeps the pages). Generous bound.
