@@ -40,6 +40,7 @@ test: setup
 bench: setup
 	$(BIN)/python -m benchmarks.dead_unit
 	$(BIN)/python -m benchmarks.scan
+	$(BIN)/python -m benchmarks.oversize
 
 fuzz: setup
 	$(BIN)/python -m benchmarks.fuzz --count 20000

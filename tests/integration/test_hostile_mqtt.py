@@ -97,6 +97,24 @@ async def test_reconnect_causes_are_all_logged(
             assert len(lost) == n, lost
 
 
+async def test_retained_commands_log_short_lines_within_a_budget(
+        mosquitto: Mosquitto, line: SimulatedLine, caplog: pytest.LogCaptureFixture) -> None:
+    """30 retained commands on 60 KB topics: at most 10 log lines, each short."""
+    caplog.set_level(logging.WARNING, logger="bridge.app")
+    config = make_config(mosquitto.port, line.path)
+    topics = [f"modbus/meter1/set/{'x' * 60_000}{n}" for n in range(30)]
+    async with running_bridge(config), probe(mosquitto.port, subscribe="modbus/+/+") as p:
+        await online(p)
+        for topic in topics:
+            await p.publish(topic, "1", retain=True)
+        await p.request("meter1", {"id": "after", **READ})  # the bridge saw them all
+        lines = [r.getMessage() for r in caplog.records if "retained" in r.getMessage()]
+        assert 1 <= len(lines) <= 10, len(lines)
+        assert all(len(text) < 400 for text in lines), [len(text) for text in lines]
+        for topic in topics:  # clean up the broker's retained store
+            await p.publish(topic, b"", retain=True)
+
+
 # -- 2. Response Topics ------------------------------------------------------------------
 
 @pytest.mark.parametrize("target", [
