@@ -87,6 +87,7 @@ class _Item:
     timeout: float = field(compare=False)
     attempts_left: int = field(compare=False)
     first_attempt: bool = field(compare=False, default=True)
+    settle: bool = field(compare=False, default=True)
 
 
 class Bus:
@@ -155,8 +156,14 @@ class Bus:
         timeout: float = 0.5,
         retries: int = 0,
         deadline: float | None = None,
+        settle: bool = True,
     ) -> Raw | None:
-        """Queue one transaction and wait for its outcome; raises BusError subclasses."""
+        """Queue one transaction and wait for its outcome; raises BusError subclasses.
+
+        `settle=False`: no line silence after this transaction's timeout even if the
+        unit never failed before: for scan probes of ids nobody has answered on, which
+        are nearly always absent (pymodbus rejects a late reply that carries another
+        unit's id, so it cannot pass for the next unit's answer)."""
         if self._stopped is not None:
             raise PortUnavailable(self._stopped)
         if len(self._heap) >= self.queue_size:
@@ -172,7 +179,7 @@ class Bus:
         self._ensure_worker()
         future: asyncio.Future[Raw | None] = asyncio.get_running_loop().create_future()
         item = _Item(int(priority), next(self._seq), unit, run, future, deadline, timeout,
-                     retries)
+                     retries, settle=settle)
         heapq.heappush(self._heap, item)
         self._wake.set()
         return await future
@@ -314,7 +321,7 @@ class Bus:
 
     def _failed(self, item: _Item, health: UnitHealth, error: BusError) -> None:
         now = time.monotonic()
-        if health.failures == 0:
+        if health.failures == 0 and item.settle:
             # A unit that used to answer may just be slow: keep the line quiet so its
             # late reply is not taken for the next request's answer.
             self._quiet_until = max(self._quiet_until, now + item.timeout)

@@ -1,11 +1,16 @@
 """Bus scan: probe unit ids one at a time through a port's bus, at poll priority.
 
 Probes go through the same queue as everything else on the port, so the bus's
-rules hold: commands to devices go first, frames keep their gap, and the line is
-kept silent after a timeout so a late reply cannot be taken for the next
-answer. Probes are queued one at a time: a poll of a healthy unit that arrives
-during a scan waits for at most the one probe in front of it (its timeout, plus
-the silence after it when nobody answered), never for the whole scan.
+rules hold: commands to devices go first and frames keep their gap. Probes are
+queued one at a time: a poll of a healthy unit that arrives during a scan waits
+for at most the one probe in front of it (its timeout), never for the whole scan.
+
+After a silent id the line is not kept quiet for another timeout (as the bus does
+after a unit that used to answer): an id nobody ever answered on is nearly always
+absent, and a late reply from a unit slower than the scan's timeout carries that
+unit's id, which pymodbus refuses as the next probe's answer. Such a slow unit
+(and at worst the id probed after it) shows as absent: scan again with a longer
+--timeout. This halves a scan (247 ids at 0.2 s: ~50 s instead of ~100 s).
 
 A unit that the bus is backing off from (a configured device that stopped
 answering) is not probed but reported `skipped`: its polls already tell whether
@@ -32,13 +37,17 @@ Progress = Callable[[int, int, Found], None]  # (done, total, latest)
 async def probe(bus: Bus, unit: int, timeout: float) -> Found:
     """One small read; what came back says whether a unit is there."""
     started = time.monotonic()
+    # An id the bus has never talked to is nearly always absent: no line silence
+    # after its timeout, so a scan costs one timeout per silent id. A unit of a
+    # configured device may be slow: its probe keeps the bus's usual silence.
+    known = unit in bus.units
     if bus.health(unit).backing_off(started):
         return Found(unit, "skipped")
     try:
         # The probe must not wait behind its own unit's back-off (it was checked
         # above) nor for longer than a few probes behind device commands.
         registers = await bus.read(unit, Table.HOLDING, 0, 1, priority=Priority.POLL,
-                                   timeout=timeout, retries=0,
+                                   timeout=timeout, retries=0, settle=known,
                                    deadline=started + max(10 * timeout, 2.0))
     except BusError as exc:
         ms = (time.monotonic() - started) * 1000

@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any, cast
 from pymodbus.constants import ExcCodes
 from pymodbus.datastore import ModbusServerContext
 from pymodbus.exceptions import NoSuchIdException
-from pymodbus.framer import FramerType
+from pymodbus.framer import FramerRTU, FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
 # function code -> table
@@ -105,6 +106,12 @@ class SimBus(ModbusServerContext):
         self.old_simulator = True
         self.simdevices = []
         self.units: dict[int, SimUnit] = {u.unit_id: u for u in units}
+        # The unit each request task is answering for. pymodbus's server stamps an
+        # answer with the unit id of the *latest* request, so a slow unit's late answer
+        # would carry the next unit's id; a real unit always sends its own id. The
+        # server handles each request in its own task and sends the answer from it.
+        self._answering: weakref.WeakKeyDictionary[asyncio.Task[Any], int] = \
+            weakref.WeakKeyDictionary()
 
     def add(self, unit: SimUnit) -> SimUnit:
         self.units[unit.unit_id] = unit
@@ -119,6 +126,9 @@ class SimBus(ModbusServerContext):
             raise NoSuchIdException(f"unit {device_id} is silent")
         if unit.mode == "slow" and unit.delay:
             await asyncio.sleep(unit.delay)
+        task = asyncio.current_task()
+        if task is not None:
+            self._answering[task] = device_id
         return unit
 
     async def async_getValues(
@@ -146,6 +156,11 @@ class SimBus(ModbusServerContext):
         the unit)."""
         if not sending or not data:
             return data
+        task = asyncio.current_task()
+        own = self._answering.pop(task, None) if task is not None else None
+        if own is not None and data[0] != own:  # see _answering: its own id back
+            body = bytes([own]) + data[1:-2]
+            data = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
         unit = self.units.get(data[0])
         if unit is not None and unit.mode == "bad_crc":
             return data[:-1] + bytes([data[-1] ^ 0xFF])

@@ -101,6 +101,21 @@ async def test_cli_scan_finding_nobody_exits_1(scan_line):
     assert rc == 1 and out.startswith("0 units answered of 3 probed")
 
 
+async def test_a_unit_slower_than_the_timeout_never_answers_for_the_next_id():
+    """No line silence after a silent id (that halves a scan): a late answer carries its
+    own unit id, which pymodbus refuses as the next probe's answer."""
+    from bridge.core.transport import SerialLine
+    from bridge.modbus.scan import scan_transport
+    slow = meter_unit(3)
+    slow.mode, slow.delay = "slow", 0.15
+    async with SimulatedLine([slow, meter_unit(4), meter_unit(6)], baudrate=BAUD) as sim:
+        for _ in range(3):
+            report = await scan_transport(SerialLine(sim.path, BAUD, "N"), [3, 4, 5, 6],
+                                          timeout=0.1)
+            found = {f.unit: (f.status, f.registers) for f in report.present}
+            assert found == {4: ("data", (400,)), 6: ("data", (600,))}, report.to_wire()
+
+
 # -- over MQTT, through the running bridge ---------------------------------------------
 
 
