@@ -5,6 +5,7 @@ and absent; the healthy units' polling and commands keep going during a scan."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -52,6 +53,29 @@ async def test_cli_scan_reports_data_exceptions_and_silence(scan_line):
     assert "\r" not in out + err and "[#" not in err  # not a terminal: no progress bar
     assert scan_line.unit(7).requests == 1  # the silent unit was asked exactly once
     assert time.monotonic() - started < 30
+
+
+async def test_cli_scan_draws_a_progress_bar_on_a_terminal(scan_line):
+    import os
+    import pty
+    master, slave = pty.openpty()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "scan", "--serial", scan_line.path,
+            "--baudrate", str(BAUD), "--parity", "N", "--units", "1-3", "--timeout", "0.1",
+            stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        terminal = b""
+        with contextlib.suppress(OSError):  # EIO once the child closed its end
+            while chunk := os.read(master, 4096):
+                terminal += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"\r[##########....................] 1/3  unit   1  found 1" in terminal
+    assert b"3/3  unit   3  found 2" in terminal and terminal.endswith(b"\r\033[K")
+    assert out.decode().splitlines()[-1].startswith("2 units answered of 3 probed")
 
 
 async def test_cli_scan_json_report(scan_line):
