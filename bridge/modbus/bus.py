@@ -359,6 +359,13 @@ class Bus:
         after start, so all of them count)."""
         return max(1, self.queue_size // len(self.units.keys() | {unit}))
 
+    def forget(self, unit: int) -> None:
+        """Drop a unit's bookkeeping when nothing of it is queued: a scan probes ids
+        nobody uses, and they must not count in the shares of the units served."""
+        if self.queued(unit) == 0:
+            self.units.pop(unit, None)
+            self.stats.units.pop(unit, None)  # the port's totals keep the traffic
+
     def queued(self, unit: int) -> int:
         """Transactions waiting for one unit."""
         return sum(1 for item in self._heap if item.unit == unit)

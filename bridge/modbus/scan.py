@@ -41,8 +41,16 @@ async def probe(bus: Bus, unit: int, timeout: float) -> Found:
     # after its timeout, so a scan costs one timeout per silent id. A unit of a
     # configured device may be slow: its probe keeps the bus's usual silence.
     known = unit in bus.units
-    if bus.health(unit).backing_off(started):
+    if known and bus.health(unit).backing_off(started):
         return Found(unit, "skipped")
+    try:
+        return await _probe(bus, unit, timeout, started, known)
+    finally:
+        if not known:  # a probe must not make an unused id count as a served unit
+            bus.forget(unit)
+
+
+async def _probe(bus: Bus, unit: int, timeout: float, started: float, known: bool) -> Found:
     try:
         # The probe must not wait behind its own unit's back-off (it was checked
         # above) nor for longer than a few probes behind device commands.

@@ -164,7 +164,7 @@ async def bridge_request(client, body, timeout: float = 60.0):
                                 timeout=timeout, after=mark)).json()
 
 
-async def test_scan_over_mqtt_uses_the_ports_bus(client, scan_line):
+async def test_scan_over_mqtt_uses_the_ports_bus(client, scan_line, bridge):
     answer = await bridge_request(client, {"id": "s1", "op": "scan", "port": scan_line.path,
                                            "units": "1-8", "timeout": 0.1})
     assert answer["ok"] is True, answer
@@ -176,6 +176,9 @@ async def test_scan_over_mqtt_uses_the_ports_bus(client, scan_line):
     # unit 3 is the configured "ghost": absent, or skipped while the bus backs off from it
     assert set(answer["skipped"]) <= {3}
     assert answer["ts"].endswith("Z") and answer["seconds"] > 0
+    # probed ids leave no bookkeeping behind: the configured units keep their queue shares
+    (wrapper,) = bridge.registry.clients.values()
+    assert set(wrapper.bus.units) == {1, 2, 3}
 
 
 async def test_polling_and_commands_go_on_during_a_scan(client, scan_line):
@@ -188,7 +191,7 @@ async def test_polling_and_commands_go_on_during_a_scan(client, scan_line):
     while not scan.done():
         response = await client.request("meter1", {"op": "read_holding_registers",
                                                    "address": 0, "count": 1})
-        assert response["ok"] is True and response["registers"] == [100]
+        assert response["ok"] is True and response["registers"] == [100], response["error"]
         command_ms.append(response["duration_ms"])
         await asyncio.wait({scan}, timeout=0.5)
     answer = scan.result()
