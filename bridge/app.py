@@ -311,7 +311,8 @@ class Bridge:
             body = results.failure(request_id=request_id, op=op, device=runner.id,
                                    error=exc, duration_ms=_ms(started))
         except Exception:
-            log.exception("internal error handling %s", message.topic)
+            if self._budget.take("internal") is not None:
+                log.exception("internal error handling %s", clip(message.topic))
             body = results.failure(request_id=request_id, op=op, device=runner.id,
                                    error=InternalError("internal error"),
                                    duration_ms=_ms(started))

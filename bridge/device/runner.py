@@ -16,6 +16,7 @@ from bridge.core.availability import Availability, outcome_of
 from bridge.core.commands import RawRead, RawWrite, ReadPoints, WritePoints
 from bridge.core.errors import BusError
 from bridge.core.points import Value
+from bridge.core.ratelimit import LogBudget, held_note
 from bridge.device.unit import Device, ReadResult
 from bridge.modbus.bus import Priority
 from bridge.mqtt import results
@@ -39,6 +40,9 @@ class DeviceRunner:
         self.per_point_topics = per_point_topics
         self.availability = Availability(offline_after)
         self._was_offline = False
+        # A unit that flaps (three garbled replies, one good, ...) must not write two
+        # lines per few polls: transitions are logged within a budget.
+        self._budget = LogBudget(burst=10, period=60.0)
         self.state: dict[str, Value | None] = {}
         self.last_seen: str | None = None
         self._published_points: dict[str, str] = {}
@@ -58,11 +62,14 @@ class DeviceRunner:
         changed = self.availability.record(outcome_of(error))
         if changed is None:
             return
-        if changed and self._was_offline:
-            log.info("device %s is back online", self.id)
+        held = self._budget.take("availability")
+        if held is None:
+            pass
+        elif changed and self._was_offline:
+            log.info("device %s is back online%s", self.id, held_note(held))
         elif not changed:
             reason = error.message if error is not None else "not answering"
-            log.warning("device %s went offline: %s", self.id, reason)
+            log.warning("device %s went offline: %s%s", self.id, reason, held_note(held))
         self._was_offline = not changed
         await self.publish_availability()
 

@@ -53,6 +53,7 @@ from bridge.core.errors import (
     PortUnavailable,
 )
 from bridge.core.points import Table
+from bridge.core.ratelimit import LogBudget, held_note
 from bridge.core.stats import PortStats, error_key
 from bridge.core.transport import SERIAL_UNITS
 from bridge.modbus.calls import SERVER_BUSY, Raw, read_call, transact, write_call
@@ -124,6 +125,7 @@ class Bus:
         self._worker: asyncio.Task[None] | None = None
         self._current: _Item | None = None  # the transaction on the wire
         self._stopped: str | None = None  # why submits are refused (stop())
+        self._budget = LogBudget(burst=10, period=60.0)  # a flapping port's log lines
         self._quiet_until = 0.0  # the line must stay silent until then
         self.units: dict[int, UnitHealth] = {}
         self.stats = PortStats()  # read by the health topic and the metrics
@@ -387,13 +389,17 @@ class Bus:
             await self._opener()
         except PortUnavailable as exc:
             if self._port_error is None or self._port_error.message != exc.message:
-                log.warning("%s", exc.message)
+                held = self._budget.take("port")
+                if held is not None:
+                    log.warning("%s%s", exc.message, held_note(held))
             self._port_error = exc
             self._reopen_at = time.monotonic() + self._reopen_delay
             self._reopen_delay = min(self._reopen_delay * 2, self._reopen_max)
             raise
         if self._port_error is not None:
-            log.info("port %s is open again", self.name)
+            held = self._budget.take("port")
+            if held is not None:
+                log.info("port %s is open again%s", self.name, held_note(held))
         if self._opened:
             self.stats.reopens += 1
         self._opened = True

@@ -260,13 +260,16 @@ class _Inbox(asyncio.Queue[aiomqtt.Message]):
     to the broker; past the bound a message is dropped and counted here instead of
     logged one by one."""
 
-    dropped = 0
-    size = 0  # bytes of the topics and payloads queued
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.dropped = 0
+        self.size = 0  # bytes of the topics and payloads queued
+        self._budget = LogBudget(burst=1, period=60.0)  # the count says the rest
 
     def put_nowait(self, item: aiomqtt.Message) -> None:
         if self.full() or self.size + _weight(item) > INBOX_BYTES:
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
+            if self._budget.take("flood") is not None:
                 log.warning("inbound flood: %d messages dropped unanswered on this "
                             "connection (mqtt.inbox_size %d or %d MB is full)", self.dropped,
                             self.maxsize, INBOX_BYTES >> 20)
