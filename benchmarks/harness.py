@@ -1,0 +1,205 @@
+"""Pieces the performance benchmarks share: a fresh mosquitto, the bridge as its own
+process with its CPU time and RSS read from /proc, a message counter that is not
+Python (mosquitto_sub), and simulated units whose values change on every read.
+
+CPU is the bridge process's own user + system time over a window (/proc/<pid>/stat),
+so other load on the machine slows the run but does not inflate the figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.modbus.simulator import SimBus, SimUnit, serve_tcp, tcp_server_port
+
+REPO = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@contextlib.contextmanager
+def broker(extra: str = "") -> Iterator[int]:
+    """A fresh mosquitto on loopback (tests/broker.py: no drop limits); yields its port."""
+    from tests.broker import Mosquitto
+
+    with tempfile.TemporaryDirectory() as tmp:
+        mosquitto = Mosquitto(Path(tmp), extra=extra)
+        mosquitto.start()
+        try:
+            yield mosquitto.port
+        finally:
+            mosquitto.stop()
+
+
+class ChangingUnit(SimUnit):
+    """A unit whose every register has a new value at every read (`changing`), or a
+    fixed one."""
+
+    changing: bool = True
+
+    def get(self, table: str, address: int, count: int) -> Any:
+        if not self.changing:
+            return super().get(table, address, count)
+        base = self.requests * 7
+        return [(base + a) & 0xFFFF for a in range(address, address + count)]
+
+
+@dataclass
+class Gateway:
+    server: Any
+    port: int
+    bus: SimBus
+
+
+async def gateways(count: int, units: int, *, changing: bool, framer: str = "socket"
+                   ) -> list[Gateway]:
+    """`count` pymodbus TCP servers on loopback, each with units 1..`units`."""
+    servers = []
+    for _ in range(count):
+        sims = []
+        for unit_id in range(1, units + 1):
+            unit = ChangingUnit(unit_id, holding={a: unit_id * 100 + a for a in range(100)})
+            unit.changing = changing
+            sims.append(unit)
+        bus = SimBus(sims)
+        server = await serve_tcp(bus, framer=framer)
+        servers.append(Gateway(server, tcp_server_port(server), bus))
+    return servers
+
+
+async def stop_all(servers: Sequence[Gateway]) -> None:
+    for gateway in servers:
+        await gateway.server.shutdown()
+
+
+class BridgeProcess:
+    """`python -m bridge run` from source tree `src` (this repo, or a baseline checkout)."""
+
+    def __init__(self, config: dict[str, Any], src: Path = REPO) -> None:
+        self.config = config
+        self.src = src
+        self.proc: asyncio.subprocess.Process | None = None
+        self.started = 0.0
+        self._file = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)  # noqa: SIM115
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        yaml.safe_dump(self.config, self._file, sort_keys=False)
+        self._file.close()
+        env = {**os.environ, "PYTHONPATH": str(self.src)}
+        self.started = time.perf_counter()
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "--log-level", "WARNING", "run",
+            "--config", self._file.name, cwd=self.src, env=env)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._file.name)
+
+
+@contextlib.asynccontextmanager
+async def bridge_process(config: dict[str, Any], src: Path = REPO
+                         ) -> AsyncIterator[BridgeProcess]:
+    proc = BridgeProcess(config, src)
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        await proc.stop()
+
+
+class MessageCounter:
+    """Counts messages by topic with mosquitto_sub (C, so the counting costs this
+    benchmark little), and remembers when each availability turned online."""
+
+    def __init__(self, port: int, topic: str, qos: int = 0) -> None:
+        self.port = port
+        self.topic = topic
+        self.qos = qos
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.online_at: dict[str, float] = {}
+        self._proc: asyncio.subprocess.Process | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "mosquitto_sub", "-h", "127.0.0.1", "-p", str(self.port), "-t", self.topic,
+            "-q", str(self.qos), "-F", "%t %p", "-R",  # -R: no stale retained messages
+            stdout=subprocess.PIPE, limit=1 << 20)
+        self._task = asyncio.create_task(self._read())
+        await asyncio.sleep(0.3)  # mosquitto_sub connects and subscribes
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            topic, _, payload = line.partition(" ")
+            self.total += 1
+            self.counts[topic] += 1
+            if topic.endswith("/availability") and payload == "online":
+                self.online_at.setdefault(topic, time.perf_counter())
+
+    def snapshot(self) -> tuple[int, Counter[str]]:
+        return self.total, Counter(self.counts)
+
+    async def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.terminate()
+            await self._proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+@contextlib.asynccontextmanager
+async def counting(port: int, topic: str = "#", qos: int = 0) -> AsyncIterator[MessageCounter]:
+    counter = MessageCounter(port, topic, qos)
+    await counter.start()
+    try:
+        yield counter
+    finally:
+        await counter.stop()
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))]

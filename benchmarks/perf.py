@@ -1,0 +1,215 @@
+"""`make bench`: the performance scenarios of issue 13, each with the bridge as its own
+process against a real mosquitto on loopback, printed as one table and written as JSON.
+
+    python -m benchmarks.perf [--baseline DIR] [--peer DIR] [--only fleet,commands,...]
+
+--baseline DIR  also run every scenario with the bridge from another source tree (a
+                checkout of an older commit: `git worktree add /tmp/base <commit>`), in
+                the same run, so both columns see the same machine load
+--peer DIR      a checkout (or git repository) of spicierModbus2mqtt, run on the same
+                fleet for comparison; without it that row says "not run"
+
+Scenarios: fleet (100 devices = 10 TCP gateways x 10 units x 50 uint16 datapoints,
+polled every 1 s, all values changing, per-datapoint topics on), json (the same with
+per-datapoint topics off), static (values never change), qos0 (fleet with mqtt.qos 0),
+commands (MQTT v5 request -> reply vs raw pymodbus, sequential and 500 at once),
+burst (10,000 commands, benchmarks/burst.py), wire (the wire-timed serial guard at 9600
+and 38400 baud, benchmarks/wire.py). CPU is the bridge process's own CPU time over the
+measuring window, in % of one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.commands import run_burst, run_commands
+from benchmarks.fleet import FleetResult, peer_source, run_fleet, run_peer
+from benchmarks.harness import REPO
+from benchmarks.wire import run_wire
+
+SCENARIOS = ("fleet", "json", "static", "qos0", "commands", "burst", "wire")
+Row = tuple[str, str, Callable[[dict[str, Any]], str]]
+
+
+async def run_all(src: Path, only: set[str], window: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    async def fleet(name: str, **kw: Any) -> None:
+        result: FleetResult = await run_fleet(name, src=src, window=window, **kw)
+        out[name] = result.as_dict()
+        print(f"  {name}: {result.published_per_s:.0f}/{result.expected_per_s:.0f} msg/s, "
+              f"CPU {result.cpu_percent:.1f}%, RSS {result.rss_mb:.0f} MB", flush=True)
+
+    if "fleet" in only:
+        await fleet("fleet")
+    if "json" in only:
+        await fleet("json", per_point=False)
+    if "static" in only:
+        await fleet("static", changing=False)
+    if "qos0" in only:
+        await fleet("qos0", qos=0)
+    if "commands" in only:
+        commands = await run_commands(src)
+        out["commands"] = {**asdict(commands), "overhead_p50_ms": commands.overhead_p50_ms,
+                           "overhead_p99_ms": commands.overhead_p99_ms}
+        print(f"  commands: {out['commands']}", flush=True)
+    if "burst" in only:
+        out["burst"] = asdict(await run_burst(src))
+        print(f"  burst: {out['burst']}", flush=True)
+    if "wire" in only:
+        for baud in (9600, 38400):
+            wire = await run_wire(baud, src)
+            out[f"wire{baud}"] = {**asdict(wire), "of_limit": wire.of_limit}
+            print(f"  wire {baud}: {wire.registers_per_s:.0f} of {wire.limit_per_s:.0f} "
+                  "registers/s", flush=True)
+    return out
+
+
+def _get(r: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(r, dict) or key not in r:
+            return None
+        r = r[key]
+    return r
+
+
+def _fmt(template: str, *path: str) -> Callable[[dict[str, Any]], str]:
+    def show(r: dict[str, Any]) -> str:
+        value = _get(r, *path)
+        return "-" if value is None else template.format(value)
+    return show
+
+
+def _fleet(name: str) -> Callable[[dict[str, Any]], str]:
+    def show(r: dict[str, Any]) -> str:
+        f = r.get(name)
+        if not f:
+            return "-"
+        return (f"{f['kept_up'] * 100:.1f}% kept up, CPU {f['cpu_percent']:.1f}%, "
+                f"{f['cpu_us_per_message']:.0f} µs/msg")
+    return show
+
+
+def _overhead(r: dict[str, Any]) -> str:
+    c = r.get("commands")
+    return "-" if not c else f"{c['overhead_p50_ms']:.2f} / {c['overhead_p99_ms']:.2f}"
+
+
+def _at_once(r: dict[str, Any]) -> str:
+    c = r.get("commands")
+    if not c:
+        return "-"
+    return (f"{c['at_once_per_s']:.0f}/s = {c['at_once_per_s'] / c['raw_at_once_per_s']:.0%}"
+            f" of raw {c['raw_at_once_per_s']:.0f}/s")
+
+
+def _burst(r: dict[str, Any]) -> str:
+    b = r.get("burst")
+    if not b:
+        return "-"
+    return f"{b['answered_per_s']:.0f}/s, " + ("exactly once" if not b["problems"] else
+                                                 f"PROBLEMS: {b['problems'][:2]}")
+
+
+def _wire(baud: int) -> Callable[[dict[str, Any]], str]:
+    def show(r: dict[str, Any]) -> str:
+        w = r.get(f"wire{baud}")
+        return "-" if not w else (f"{w['of_limit']:.1%} ({w['registers_per_s']:.0f} of "
+                                  f"{w['limit_per_s']:.0f} reg/s)")
+    return show
+
+
+ROWS: list[Row] = [
+    ("100x50 all changing, per-dp topics, QoS 1", "≥99%, ≤30%", _fleet("fleet")),
+    ("  RSS MB", "≤80", _fmt("{:.0f}", "fleet", "rss_mb")),
+    ("  start-up to 100 online, s", "≤1.5", _fmt("{:.2f}", "fleet", "startup_s")),
+    ("  slowest device, polls/s", "1.0", _fmt("{:.2f}", "fleet", "slowest_device_polls_per_s")),
+    ("JSON states only", "≤8%", _fmt("CPU {:.1f}%", "json", "cpu_percent")),
+    ("static values", "≤8%", _fmt("CPU {:.1f}%", "static", "cpu_percent")),
+    ("100x50 all changing, QoS 0", "", _fleet("qos0")),
+    ("request->reply overhead p50 / p99, ms", "≤1.0 / ≤3", _overhead),
+    ("  bridge p50 / p99, ms", "", lambda r: "-" if not r.get("commands") else
+     f"{r['commands']['p50_ms']:.2f} / {r['commands']['p99_ms']:.2f}"),
+    ("  raw pymodbus p50 / p99, ms", "", lambda r: "-" if not r.get("commands") else
+     f"{r['commands']['raw_p50_ms']:.2f} / {r['commands']['raw_p99_ms']:.2f}"),
+    ("500 requests at once", "≥60% of raw", _at_once),
+    ("10,000-command burst intake", "≥3,000/s", _burst),
+    ("wire-timed serial 9600 8E1", "≥97% of wire", _wire(9600)),
+    ("wire-timed serial 38400 8E1", "≥97% of wire", _wire(38400)),
+]
+
+
+def table(columns: dict[str, dict[str, Any]], peer: dict[str, Any] | None) -> str:
+    names = list(columns)
+    header = ["scenario", "target", *names]
+    lines = [header]
+    for label, target, show in ROWS:
+        lines.append([label, target, *(show(columns[n]) for n in names)])
+    if peer is not None:
+        cells = [_fleet("peer")({"peer": peer}) if peer else "not run (no --peer)"]
+        lines.append(["peer spicierModbus2mqtt, 10 procs, QoS 0", "", *cells * len(names)])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
+           for line in lines]
+    out.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
+            f"load average {os.getloadavg()[0]:.1f} at start")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", help="source tree of a bridge to compare with")
+    parser.add_argument("--peer", default=os.environ.get("PEER") or None,
+                        help="spicierModbus2mqtt checkout or git repository")
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--window", type=float, default=10.0, help="fleet window, s")
+    parser.add_argument("--json", default="benchmarks/results/perf.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    only = set(args.only.split(","))
+    print(f"machine: {machine()}", flush=True)
+    columns: dict[str, dict[str, Any]] = {}
+    started = time.time()
+    if args.baseline:
+        print(f"baseline ({args.baseline}):", flush=True)
+        columns["baseline"] = await run_all(Path(args.baseline).resolve(), only, args.window)
+    print(f"this tree ({REPO}):", flush=True)
+    columns["this tree"] = await run_all(REPO, only, args.window)
+    peer: dict[str, Any] | None = {}
+    if args.peer:
+        print("peer:", flush=True)
+        peer = (await run_peer(peer_source(args.peer), window=args.window)).as_dict()
+    print()
+    print(table(columns, peer))
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(
+        {"machine": machine(), "started": started, "columns": columns, "peer": peer or None},
+        indent=2) + "\n")
+    print(f"\nwritten: {args.json}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
