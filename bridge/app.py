@@ -99,8 +99,10 @@ class Bridge:
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
                       correlation_data: bytes | None = None) -> bool:
-        ok = await self.link.publish(topic, payload, retain=retain,
-                                     correlation_data=correlation_data)
+        """Publish without waiting for the broker's acknowledgement: QoS is kept, but a
+        poller or a command does not stall on a round trip per message. False: dropped
+        (disconnected, or the broker stopped acknowledging)."""
+        ok = self.link.post(topic, payload, retain=retain, correlation_data=correlation_data)
         self.mqtt_stats.sent(ok)
         return ok
 
@@ -174,7 +176,8 @@ class Bridge:
                     await asyncio.wait(set(self._handlers))
                 for dev_id in self.serving:
                     await self.publish(self.topics.availability(dev_id), "offline", retain=True)
-                await self.publish(self.topics.bridge_state, "offline", retain=True)
+                # Acknowledged in order: when this one is, all of the above are out.
+                await self.link.publish(self.topics.bridge_state, "offline", retain=True)
         for task in [*tasks, *self._handlers]:
             task.cancel()
         await asyncio.gather(*tasks, *self._handlers, return_exceptions=True)

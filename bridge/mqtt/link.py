@@ -6,6 +6,14 @@ have forgotten it), subscribes, and hands every message to `on_message` as a
 plain `Inbound`. While disconnected, `publish()` drops messages instead of
 letting aiomqtt queue them for later (a stale result delivered after a
 reconnect would be a lie); the service republishes state on reconnect.
+
+Two ways out: `post()` hands a message to paho and returns at once (paho keeps
+the QoS 1 exchange and its in-flight window); `publish()` also waits for the
+broker's acknowledgement, for the few messages that must be out before going on
+(offline at shutdown). Both go to paho directly with our own mid -> future
+table: aiomqtt's `publish` costs an Event, a wait_for task and a scan of all
+its pending calls per message (O(n) per publish and per PUBACK: the bridge's
+main cost with 5,000 messages/s in flight).
 """
 
 from __future__ import annotations
@@ -14,8 +22,10 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -29,6 +39,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from bridge.config.load import MqttSettings
 from bridge.core.payload import MAX_PAYLOAD
 from bridge.core.ratelimit import LogBudget, clip, held_note
+from bridge.mqtt.batching import BatchingSocket
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +52,15 @@ MAX_PACKET = MAX_PAYLOAD + 65536
 # Messages received and not yet taken up may hold at most this many bytes (payloads and
 # topics), whatever mqtt.inbox_size allows in number.
 INBOX_BYTES = 64 * 1024 * 1024
+# QoS >= 1 messages waiting for their acknowledgement or for room in the window, at
+# most: beyond it a broker that stopped acknowledging would make the backlog grow
+# without bound, so posts are dropped (and counted) instead; the service republishes
+# state on reconnect.
+MAX_UNACKED = 20_000
+# Unacknowledged messages at once when the broker announces no Receive Maximum (MQTT
+# 3.1.1): paho's default, what the bridge always used.
+DEFAULT_WINDOW = 20
+PUBLISH_TIMEOUT = 10.0  # seconds publish() waits for an acknowledgement
 
 
 def _read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
@@ -126,7 +146,14 @@ class MqttLink:
         self.subscriptions = list(subscriptions)
         self.v5 = settings.protocol == "5"
         self._client: aiomqtt.Client | None = None
-        self._inflight: set[asyncio.Future[None]] = set()
+        self._inflight: set[asyncio.Future[None]] = set()  # publish() awaiting an ack
+        self._acks: dict[int, asyncio.Future[None]] = {}  # mid -> publish() awaiting it
+        self._unacked = 0  # QoS >= 1 messages handed to paho and not acknowledged yet
+        # Messages waiting for room in the window, with the future of a publish() call.
+        self._backlog: deque[tuple[str, bytes | str, bool, Any, asyncio.Future[None] | None]]
+        self._backlog = deque()
+        self._window = DEFAULT_WINDOW
+        self._overflow = 0  # posts dropped because too many were unacknowledged
         self.connected = asyncio.Event()
         self.connects = 0  # successful connections so far
         self._budget = LogBudget(burst=10, period=60.0)
@@ -158,11 +185,40 @@ class MqttLink:
             max_queued_incoming_messages=s.inbox_size,
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            # The window is ours (_send/_drain, O(1) per PUBACK); paho's own scans all
+            # messages in flight on every PUBACK (its _update_inflight).
+            max_inflight_messages=0,
         )
         # aiomqtt warns once per publish while more than 10 await their PUBACK: a
         # command burst is normal work here, not worth ~100 log lines.
         client.pending_calls_threshold = 10_000
         _tolerate_bad_publish(client._client, self._budget)
+        pc = client._client
+
+        # Replaces aiomqtt's callback: nothing here publishes through aiomqtt.
+        def on_publish(c: Any, userdata: Any, mid: int, *rest: Any) -> None:
+            if self._unacked:
+                self._unacked -= 1
+            future = self._acks.pop(mid, None)
+            if future is not None and not future.done():
+                future.set_result(None)
+            if self._backlog:
+                self._drain()
+
+        aiomqtt_on_connect: Any = pc.on_connect
+
+        def on_connect(c: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any = None) -> None:
+            # MQTT 5: the broker says how many QoS >= 1 messages it takes at once.
+            announced = getattr(properties, "ReceiveMaximum", None) if properties else None
+            self._window = int(announced) if announced else \
+                (65535 if self.v5 else DEFAULT_WINDOW)
+            aiomqtt_on_connect(c, userdata, flags, reason, properties)
+
+        pc.on_connect = on_connect
+        pc.on_publish = on_publish
+        self._unacked = 0
+        self._backlog.clear()
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -191,6 +247,10 @@ class MqttLink:
             client = self._make_client()
             try:
                 async with client:
+                    # After the handshake (the executor thread paho connects in is done
+                    # with the socket): from here on only this event loop uses it.
+                    pc = client._client
+                    pc._sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
                     self._client = client
                     for topic in self.subscriptions:
                         await self._subscribe(client, topic)
@@ -201,8 +261,14 @@ class MqttLink:
                                  self.settings.port)
                     failures, delay = 0, self.settings.reconnect_min
                     await on_connect()
+                    taken = 0
                     async for message in client.messages:
                         on_message(_inbound(message))
+                        taken += 1
+                        if taken % 64 == 0:
+                            # A queue that is never empty never suspends `async for`:
+                            # let the handlers (and polls) run between batches.
+                            await asyncio.sleep(0)
             except aiomqtt.MqttError as exc:
                 failures += 1
                 # Every cause is logged (a message that drops the connection at each
@@ -218,40 +284,89 @@ class MqttLink:
                 self.connected.clear()
                 for task in self._inflight:
                     task.cancel()
+                self._acks.clear()
+                self._backlog.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max)
 
+    def post(self, topic: str, payload: bytes | str, *, retain: bool = False,
+             correlation_data: bytes | None = None) -> bool:
+        """Hand a message to paho without waiting for its acknowledgement; False when
+        it was dropped (disconnected, or too many unacknowledged: a stalled broker)."""
+        return self._send(topic, payload, retain, correlation_data) is not None
+
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
                       correlation_data: bytes | None = None) -> bool:
-        """Publish if connected; returns False when the message was dropped."""
+        """Publish and wait for the broker's acknowledgement (QoS >= 1); False when the
+        message was dropped or the connection went down first."""
+        sent = self._send(topic, payload, retain, correlation_data, wait=True)
+        if not isinstance(sent, asyncio.Future):
+            return sent is not None
+        # A dead connection never brings the PUBACK: run() cancels what is in flight
+        # when it notices, and the timeout bounds the wait meanwhile.
+        self._inflight.add(sent)
+        try:
+            await asyncio.wait({sent}, timeout=PUBLISH_TIMEOUT)
+        finally:
+            self._inflight.discard(sent)
+        if not sent.done():
+            sent.cancel()
+        return not sent.cancelled()
+
+    def _send(self, topic: str, payload: bytes | str, retain: bool,
+              correlation_data: bytes | None, wait: bool = False
+              ) -> asyncio.Future[None] | bool | None:
+        """Publish through paho: None if dropped, True if done (or, without `wait`,
+        on its way), else the future of its acknowledgement."""
         client = self._client
         if client is None:
-            return False
+            return None
         properties = None
         if self.v5 and correlation_data is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
-        # aiomqtt waits up to its timeout (10 s) for a PUBACK that a dead connection
-        # never brings; a poller must not stall on it. Publishes in flight when the
-        # connection drops are cancelled by run() and count as dropped.
-        task = asyncio.ensure_future(client.publish(topic, payload, qos=self.settings.qos,
-                                                    retain=retain, properties=properties))
-        self._inflight.add(task)
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        finally:
-            self._inflight.discard(task)
-        if task.cancelled():
+        qos = self.settings.qos
+        if qos == 0:
+            info = client._client.publish(topic, payload, 0, retain, properties)
+            return True if info.rc == 0 else None
+        future: asyncio.Future[None] | None = None
+        if wait:
+            future = asyncio.get_running_loop().create_future()
+        if self._unacked >= self._window or self._backlog:
+            if not wait and self._unacked + len(self._backlog) >= MAX_UNACKED:
+                self._overflow += 1
+                if self._overflow == 1 or self._overflow % 1000 == 0:
+                    log.warning("MQTT broker is not acknowledging: %d messages dropped "
+                                "(%d waiting)", self._overflow,
+                                self._unacked + len(self._backlog))
+                return None
+            self._backlog.append((topic, payload, retain, properties, future))
+            return future or True
+        if not self._hand_over(client, topic, payload, retain, properties, future):
+            return None
+        return future or True
+
+    def _hand_over(self, client: aiomqtt.Client, topic: str, payload: bytes | str,
+                   retain: bool, properties: Any, future: asyncio.Future[None] | None
+                   ) -> bool:
+        info = client._client.publish(topic, payload, self.settings.qos, retain, properties)
+        if info.rc != 0:  # not connected (any more): paho did not take it
+            if future is not None:
+                future.cancel()
             return False
-        exc = task.exception()
-        if isinstance(exc, aiomqtt.MqttError):
-            return False
-        if exc is not None:
-            raise exc
+        self._unacked += 1
+        if future is not None:
+            self._acks[info.mid] = future
         return True
+
+    def _drain(self) -> None:
+        """Hand waiting messages to paho while the window has room."""
+        client = self._client
+        while self._backlog and self._unacked < self._window:
+            topic, payload, retain, properties, future = self._backlog.popleft()
+            if client is None or (future is not None and future.done()):
+                continue
+            self._hand_over(client, topic, payload, retain, properties, future)
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
