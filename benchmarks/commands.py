@@ -53,7 +53,7 @@ class Replies:
     def __init__(self, client: aiomqtt.Client, topic: str) -> None:
         self.client = client
         self.topic = topic
-        self.reply_topic = f"bench/{uuid.uuid4().hex[:8]}/reply"
+        self.reply_topic = f"replies/bench/{uuid.uuid4().hex[:8]}"  # mqtt.reply_prefix
         self.waiting: dict[bytes, asyncio.Future[float]] = {}
 
     async def pump(self) -> None:
