@@ -55,8 +55,9 @@ INBOX_BYTES = 64 * 1024 * 1024
 # QoS >= 1 messages waiting for their acknowledgement or for room in the window, at
 # most: beyond it a broker that stopped acknowledging would make the backlog grow
 # without bound, so posts are dropped (and counted) instead; the service republishes
-# state on reconnect.
-MAX_UNACKED = 20_000
+# state on reconnect. A full inbox of commands (mqtt.inbox_size, 20,000) makes two
+# answers each plus states: that is normal work, not a stall.
+MAX_UNACKED = 100_000
 # Unacknowledged messages at once when the broker announces no Receive Maximum (MQTT
 # 3.1.1): paho's default, what the bridge always used.
 DEFAULT_WINDOW = 20
