@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.dead_unit
 	$(BIN)/python -m benchmarks.scan
 	$(BIN)/python -m benchmarks.oversize
+	$(BIN)/python -m benchmarks.garbage_log
 
 fuzz: setup
 	$(BIN)/python -m benchmarks.fuzz --count 20000

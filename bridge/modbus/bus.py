@@ -328,7 +328,10 @@ class Bus:
             # late reply is not taken for the next request's answer.
             self._quiet_until = max(self._quiet_until, now + item.timeout)
         health.failures += 1
-        backoff = min(item.timeout * 2 ** (health.failures - 1), self.backoff_max)
+        # The exponent is capped: after ~1,000 failures (a unit answering garbage to a
+        # stream of commands) 2**n no longer converts to float and every further
+        # failure was an "unexpected error" with a traceback.
+        backoff = min(item.timeout * 2 ** min(health.failures - 1, 30), self.backoff_max)
         health.ready_at = now + backoff
         # Retry only a unit that was answering until now: it may have missed one frame.
         # A unit already failing gets one attempt per request, so it cannot hog the line.

@@ -326,3 +326,12 @@ async def test_rtu_over_tcp_keeps_serial_unit_ids(registry, unit):
         assert gw.bus.units[1].requests == 0
     finally:
         await gw.stop()
+
+
+async def test_back_off_survives_thousands_of_failures(port, line):
+    """2**failures overflowed float after ~1,000 failures: each later failure was an
+    unexpected error (with a traceback) instead of a timeout."""
+    port.health(3).failures = 5000
+    with pytest.raises(ModbusTimeout):
+        await port.read(3, Table.HOLDING, 0, 1, timeout=0.05)
+    assert port.health(3).failures == 5001
