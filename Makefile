@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # systemd: only for `systemd-analyze verify` of deploy/modbus-bridge.service in the tests.
 APT_PKGS := mosquitto mosquitto-clients socat openssl systemd
 
-.PHONY: setup system-packages demo test lint bench fuzz
+.PHONY: setup system-packages ha-venv demo test lint bench fuzz
 
 system-packages:
 	@missing=""; for c in mosquitto mosquitto_pub mosquitto_passwd socat openssl systemd-analyze; do command -v $$c >/dev/null || missing=1; done; \
@@ -32,7 +32,12 @@ setup: system-packages $(BIN)/python
 demo: setup
 	$(BIN)/bridge demo
 
-test: setup
+# A real Home Assistant (pinned in tests/real_ha/requirements.txt) in its own venv on
+# Python 3.13, cached in ~/.cache/modbus-bridge: minutes the first time, instant after.
+ha-venv:
+	@bash tests/real_ha/install.sh
+
+test: setup ha-venv
 	$(BIN)/ruff check bridge tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
