@@ -297,3 +297,15 @@ async def test_the_shipped_acl_lets_the_bridge_and_home_assistant_do_discovery(t
             relay = found["homeassistant/switch/main_meter1/relay/config"]
             await home.publish(relay["command_topic"], "OFF")  # ... and command
             await wait_until(lambda: line.unit(1).coil[0] is False, what="relay off")
+
+
+async def test_a_device_another_instance_holds_is_withdrawn(mosquitto, line, client):
+    async with running_bridge(ha_config(mosquitto.port, line.path)) as bridge:
+        await configs(client, ALL_ENTITIES)
+        assert bridge.discovery is not None
+        mark = client.mark()
+        await bridge.discovery.withdraw(["meter2"])
+        await wait_until(lambda: len([m for m in client.seen[mark:] if not m.payload])
+                         == len(METER_POINTS), what="meter2's configs cleared")
+        assert {m.topic for m in client.seen[mark:] if m.topic.endswith("/config")} == {
+            f"homeassistant/{c}/main_meter2/{p}/config" for p, c in METER_POINTS.items()}

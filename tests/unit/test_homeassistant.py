@@ -312,3 +312,20 @@ def test_what_counts_as_ours():
     assert not d.is_ours({**ours, "unique_id": "other_heat-pump_flow"})
     assert not d.is_ours({**ours, "device": {**ours["device"], "via_device": "x_bridge"}})
     assert not d.is_ours("not a config") and not d.is_ours({"unique_id": "main_x"})
+
+
+def test_a_write_only_datapoint_has_no_state_topic():
+    device = {**DEVICE, "datapoints": [{"name": "reset", "table": "coil", "address": 9,
+                                        "type": "bool", "writable": True, "read": False}]}
+    cfg = validate_config({"devices": [device]})
+    (entity,) = Discovery(cfg, Topics("modbus")).device_entities(cfg.devices[0])
+    # Without a state topic HA keeps what it last commanded (optimistic mode).
+    assert "state_topic" not in entity.config and "value_template" not in entity.config
+    assert entity.config["command_topic"] == "modbus/heat-pump/set/reset"
+
+
+def test_only_the_devices_asked_for():
+    d = discovery()
+    assert {e.unique_id for e in d.entities([], bridge=False)} == set()
+    assert len(d.entities([])) == 6  # the bridge's own
+    assert len(d.entities(["heat-pump"], bridge=False)) == len(DEVICE["datapoints"])
