@@ -261,12 +261,12 @@ async def test_metrics_count_a_dead_unit(mosquitto, line):
 
 
 async def test_metrics_are_off_by_default_and_bind_loopback(mosquitto, line):
-    config = make_config(mosquitto.port, line.path)
-    async with running_bridge(config) as bridge:
-        assert bridge.metrics is None
-    assert make_config(mosquitto.port, line.path)["devices"]  # sanity
+    from bridge.app import Bridge
     from bridge.config.load import validate_config
-    assert validate_config({**config, "metrics": {"port": 9}}).metrics.host == "127.0.0.1"
+    config = make_config(mosquitto.port, line.path)
+    assert Bridge(validate_config(config)).metrics is None
+    on = Bridge(validate_config({**config, "metrics": {"port": 9}})).metrics
+    assert on is not None and (on.host, on.port) == ("127.0.0.1", 9)
 
 
 async def test_the_shipped_acl_lets_the_bridge_and_home_assistant_do_discovery(tmp_path, line):
