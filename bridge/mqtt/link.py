@@ -7,13 +7,14 @@ plain `Inbound`. While disconnected, `publish()` drops messages instead of
 letting aiomqtt queue them for later (a stale result delivered after a
 reconnect would be a lie); the service republishes state on reconnect.
 
-Two ways out: `post()` hands a message to paho and returns at once (paho keeps
-the QoS 1 exchange and its in-flight window); `publish()` also waits for the
-broker's acknowledgement, for the few messages that must be out before going on
-(offline at shutdown). Both go to paho directly with our own mid -> future
-table: aiomqtt's `publish` costs an Event, a wait_for task and a scan of all
-its pending calls per message (O(n) per publish and per PUBACK: the bridge's
-main cost with 5,000 messages/s in flight).
+Two ways out: `post()` sends a message and returns at once (QoS is kept: the
+acknowledgement is awaited by nobody); `publish()` also waits for the broker's
+acknowledgement, for the few messages that must be out before going on (offline
+at shutdown). QoS 0/1 PUBLISH packets go straight to the socket (outbox.py, with
+our own window and packet-id table), not through aiomqtt's `publish` (an Event,
+a wait_for task and a scan of all pending calls per message) nor paho's (a
+Condition, Properties and a scan of all in flight per PUBACK): those were most of
+the bridge's CPU at 5,000 messages/s. QoS 2 still goes through paho.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +40,7 @@ from bridge.config.load import MqttSettings
 from bridge.core.payload import MAX_PAYLOAD
 from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.mqtt.batching import BatchingSocket
+from bridge.mqtt.outbox import Outbox, usable_topic
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,6 @@ MAX_PACKET = MAX_PAYLOAD + 65536
 # Messages received and not yet taken up may hold at most this many bytes (payloads and
 # topics), whatever mqtt.inbox_size allows in number.
 INBOX_BYTES = 64 * 1024 * 1024
-# QoS >= 1 messages waiting for their acknowledgement or for room in the window, at
-# most: beyond it a broker that stopped acknowledging would make the backlog grow
-# without bound, so posts are dropped (and counted) instead; the service republishes
-# state on reconnect. A full inbox of commands (mqtt.inbox_size, 20,000) makes two
-# answers each plus states: that is normal work, not a stall.
-MAX_UNACKED = 100_000
-# Unacknowledged messages at once when the broker announces no Receive Maximum (MQTT
-# 3.1.1): paho's default, what the bridge always used.
-DEFAULT_WINDOW = 20
 PUBLISH_TIMEOUT = 10.0  # seconds publish() waits for an acknowledgement
 
 
@@ -147,14 +139,10 @@ class MqttLink:
         self.subscriptions = list(subscriptions)
         self.v5 = settings.protocol == "5"
         self._client: aiomqtt.Client | None = None
-        self._inflight: set[asyncio.Future[None]] = set()  # publish() awaiting an ack
-        self._acks: dict[int, asyncio.Future[None]] = {}  # mid -> publish() awaiting it
-        self._unacked = 0  # QoS >= 1 messages handed to paho and not acknowledged yet
-        # Messages waiting for room in the window, with the future of a publish() call.
-        self._backlog: deque[tuple[str, bytes | str, bool, Any, asyncio.Future[None] | None]]
-        self._backlog = deque()
-        self._window = DEFAULT_WINDOW
-        self._overflow = 0  # posts dropped because too many were unacknowledged
+        self._inflight: set[asyncio.Future[int]] = set()  # publish() awaiting an ack
+        self._outbox = Outbox(settings.qos, self.v5)  # QoS 0/1 PUBLISH, straight out
+        self._paho_acks: dict[int, asyncio.Future[int]] = {}  # QoS 2, through paho
+        self._receive_maximum: int | None = None  # the broker's, from CONNACK
         self.connected = asyncio.Event()
         self.connects = 0  # successful connections so far
         self._budget = LogBudget(burst=10, period=60.0)
@@ -198,13 +186,9 @@ class MqttLink:
 
         # Replaces aiomqtt's callback: nothing here publishes through aiomqtt.
         def on_publish(c: Any, userdata: Any, mid: int, *rest: Any) -> None:
-            if self._unacked:
-                self._unacked -= 1
-            future = self._acks.pop(mid, None)
+            future = self._paho_acks.pop(mid, None)
             if future is not None and not future.done():
-                future.set_result(None)
-            if self._backlog:
-                self._drain()
+                future.set_result(0)
 
         aiomqtt_on_connect: Any = pc.on_connect
 
@@ -212,14 +196,23 @@ class MqttLink:
                        properties: Any = None) -> None:
             # MQTT 5: the broker says how many QoS >= 1 messages it takes at once.
             announced = getattr(properties, "ReceiveMaximum", None) if properties else None
-            self._window = int(announced) if announced else \
-                (65535 if self.v5 else DEFAULT_WINDOW)
+            self._receive_maximum = int(announced) if announced else None
             aiomqtt_on_connect(c, userdata, flags, reason, properties)
+
+        handle_ack = pc._handle_pubackcomp
+
+        def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
+            packet = pc._in_packet["packet"]
+            # Ours (outbox.py): two bytes of packet id, and the v5 reason code if any.
+            if cmd == "PUBACK" and len(packet) >= 2 and self._outbox.acknowledged(
+                    packet[0] << 8 | packet[1], packet[2] if len(packet) > 2 else 0):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+            result: MQTTErrorCode = handle_ack(cmd)  # type: ignore[arg-type]
+            return result
 
         pc.on_connect = on_connect
         pc.on_publish = on_publish
-        self._unacked = 0
-        self._backlog.clear()
+        pc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]
         return client
 
     def _connect_properties(self) -> Properties | None:
@@ -252,6 +245,7 @@ class MqttLink:
                     # with the socket): from here on only this event loop uses it.
                     pc = client._client
                     pc._sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
+                    self._outbox.attach(pc, pc._sock, self._receive_maximum)
                     self._client = client
                     for topic in self.subscriptions:
                         await self._subscribe(client, topic)
@@ -283,23 +277,23 @@ class MqttLink:
             finally:
                 self._client = None
                 self.connected.clear()
+                self._outbox.detach()
                 for task in self._inflight:
                     task.cancel()
-                self._acks.clear()
-                self._backlog.clear()
+                self._paho_acks.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max)
 
     def post(self, topic: str, payload: bytes | str, *, retain: bool = False,
              correlation_data: bytes | None = None) -> bool:
-        """Hand a message to paho without waiting for its acknowledgement; False when
-        it was dropped (disconnected, or too many unacknowledged: a stalled broker)."""
+        """Publish without waiting for the acknowledgement; False when the message was
+        dropped (disconnected, or a broker that stopped acknowledging)."""
         return self._send(topic, payload, retain, correlation_data) is not None
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False,
                       correlation_data: bytes | None = None) -> bool:
         """Publish and wait for the broker's acknowledgement (QoS >= 1); False when the
-        message was dropped or the connection went down first."""
+        message was dropped or refused, or the connection went down first."""
         sent = self._send(topic, payload, retain, correlation_data, wait=True)
         if not isinstance(sent, asyncio.Future):
             return sent is not None
@@ -312,62 +306,38 @@ class MqttLink:
             self._inflight.discard(sent)
         if not sent.done():
             sent.cancel()
-        return not sent.cancelled()
+        return not sent.cancelled() and sent.result() < 0x80  # v5: >= 0x80 is a refusal
 
     def _send(self, topic: str, payload: bytes | str, retain: bool,
               correlation_data: bytes | None, wait: bool = False
-              ) -> asyncio.Future[None] | bool | None:
-        """Publish through paho: None if dropped, True if done (or, without `wait`,
-        on its way), else the future of its acknowledgement."""
+              ) -> asyncio.Future[int] | bool | None:
+        """None if dropped, True if sent (or on its way, without `wait`), else the
+        future of the acknowledgement's reason code."""
         client = self._client
         if client is None:
             return None
+        future: asyncio.Future[int] | None = \
+            asyncio.get_running_loop().create_future() if wait else None
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
+        name = usable_topic(topic) if self._outbox.attached and self.settings.qos < 2 \
+            else None
+        if name is not None:
+            if not self._outbox.send(name, data, retain,
+                                     correlation_data if self.v5 else None, future):
+                return None
+            return future or True
+        # QoS 2, or a topic paho should judge (and refuse with its ValueError).
         properties = None
         if self.v5 and correlation_data is not None:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             properties.CorrelationData = correlation_data
-        qos = self.settings.qos
-        if qos == 0:
-            info = client._client.publish(topic, payload, 0, retain, properties)
-            return True if info.rc == 0 else None
-        future: asyncio.Future[None] | None = None
-        if wait:
-            future = asyncio.get_running_loop().create_future()
-        if self._unacked >= self._window or self._backlog:
-            if not wait and self._unacked + len(self._backlog) >= MAX_UNACKED:
-                self._overflow += 1
-                if self._overflow == 1 or self._overflow % 1000 == 0:
-                    log.warning("MQTT broker is not acknowledging: %d messages dropped "
-                                "(%d waiting)", self._overflow,
-                                self._unacked + len(self._backlog))
-                return None
-            self._backlog.append((topic, payload, retain, properties, future))
-            return future or True
-        if not self._hand_over(client, topic, payload, retain, properties, future):
-            return None
-        return future or True
-
-    def _hand_over(self, client: aiomqtt.Client, topic: str, payload: bytes | str,
-                   retain: bool, properties: Any, future: asyncio.Future[None] | None
-                   ) -> bool:
-        info = client._client.publish(topic, payload, self.settings.qos, retain, properties)
+        info = client._client.publish(topic, data, self.settings.qos, retain, properties)
         if info.rc != 0:  # not connected (any more): paho did not take it
-            if future is not None:
-                future.cancel()
-            return False
-        self._unacked += 1
-        if future is not None:
-            self._acks[info.mid] = future
-        return True
-
-    def _drain(self) -> None:
-        """Hand waiting messages to paho while the window has room."""
-        client = self._client
-        while self._backlog and self._unacked < self._window:
-            topic, payload, retain, properties, future = self._backlog.popleft()
-            if client is None or (future is not None and future.done()):
-                continue
-            self._hand_over(client, topic, payload, retain, properties, future)
+            return None
+        if future is None or info.is_published():
+            return True
+        self._paho_acks[info.mid] = future
+        return future
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
