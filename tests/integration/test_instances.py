@@ -124,6 +124,16 @@ async def test_two_bridges_on_one_broker(tmp_path, mosquitto, lines):
             assert info["refused"] == {}
         assert not [m for m in p.seen if m.topic in ("modbus/bridge/state",
                                                      "modbus/bridge/info")]
+        # Home Assistant: both instances' entities, no unique_id published twice
+        await p.expect("homeassistant/+/+/+/config",
+                       lambda m: m.payload and m.json()["unique_id"].startswith("hall2_"))
+        topics_of: dict[str, set[str]] = {}
+        for m in p.seen:
+            if m.topic.startswith("homeassistant/") and m.topic.endswith("/config") \
+                    and m.payload:
+                topics_of.setdefault(m.json()["unique_id"], set()).add(m.topic)
+        assert {i.split("_")[0] for i in topics_of} == {"hall1", "hall2"}
+        assert all(len(t) == 1 for t in topics_of.values()), topics_of
         # commands reach the right bridge and the right line (unit 1 on both lines)
         assert (await p.request("a1", {"op": "read_holding_registers", "address": 0,
                                        "count": 2}))["registers"] == [1001, 1]
