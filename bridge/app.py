@@ -188,6 +188,8 @@ class Bridge:
     async def on_connect(self) -> None:
         """(Re)publish everything retained: the broker may have forgotten it. First the
         other instances' claims are read (messages flow only after this returns)."""
+        if self.stopping.is_set():
+            return  # a connect that completes while stopping publishes nothing
         await self.publish(self.topics.bridge_state, "online", retain=True)
         self._spawn(self._after_connect(), "sync")
 

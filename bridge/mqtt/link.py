@@ -241,6 +241,7 @@ class MqttLink:
             client = self._make_client()
             try:
                 async with client:
+                    _raise_if_cancelled()
                     # After the handshake (the executor thread paho connects in is done
                     # with the socket): from here on only this event loop uses it.
                     pc = client._client
@@ -256,6 +257,7 @@ class MqttLink:
                                  self.settings.port)
                     failures, delay = 0, self.settings.reconnect_min
                     await on_connect()
+                    _raise_if_cancelled()
                     taken = 0
                     async for message in client.messages:
                         on_message(_inbound(message))
@@ -338,6 +340,16 @@ class MqttLink:
             return True
         self._paho_acks[info.mid] = future
         return future
+
+
+def _raise_if_cancelled() -> None:
+    """Python 3.11's asyncio.wait_for (used by aiomqtt's connect and subscribe) loses a
+    cancellation that arrives just as the awaited future completes (CPython
+    gh-86296): the link then ran on, connected, after shutdown had cancelled it, and
+    the bridge never stopped. Honour such a swallowed cancel at the next step."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):

@@ -215,3 +215,22 @@ def test_home_assistant_ids_do_not_collide_across_instances(tmp_path):
     ids = [{e.unique_id for e in Discovery(c, Topics("modbus", c.bridge.instance)).entities()}
            for c in configs]
     assert ids[0] and ids[1] and not ids[0] & ids[1]
+
+
+async def test_a_bridge_stopped_while_it_connects_still_stops(mosquitto, lines):
+    """Stop requested as the broker's CONNACK arrives: Python 3.11's wait_for inside
+    aiomqtt could swallow that cancel, and the link ran on after shutdown."""
+    from bridge.app import Bridge
+    line_a, _ = lines
+    config = validate_config(bridge_config(mosquitto.port, line_a.path, None, [("a1", 1)]))
+    for attempt in range(12):
+        bridge = Bridge(config)
+        task = asyncio.create_task(bridge.run(install_signal_handlers=False))
+        for _ in range(attempt % 4):
+            await asyncio.sleep(0)
+        if attempt >= 8:
+            await asyncio.sleep(0.002 * attempt)
+        bridge.stopping.set()
+        done, _ = await asyncio.wait({task}, timeout=8)
+        assert done, f"attempt {attempt}: the bridge did not stop"
+        assert task.exception() is None
