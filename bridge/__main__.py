@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from bridge.core.errors import ConfigError
 
@@ -119,8 +121,19 @@ def main(argv: list[str] | None = None) -> int:
     async def serve() -> None:
         await Bridge(config).run()
 
-    asyncio.run(serve())
+    run_loop(serve())
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """uvloop where it is installed (its event loop costs less per callback and per
+    socket call than asyncio's), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 if __name__ == "__main__":

@@ -173,7 +173,8 @@ class Bus:
             raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
         self.health(unit)  # known from now on: it counts in every unit's share
         share = self.share(unit)
-        if self.queued(unit) >= share:
+        # Counting the unit's items costs O(queue): only when the queue could hold a share.
+        if len(self._heap) >= share and self.queued(unit) >= share:
             # One device flooding its port must not make the others' commands busy.
             self.stats.refused(unit, Busy.code)
             raise Busy(f"unit {unit} holds its share of the queue of {self.name} "
@@ -236,6 +237,14 @@ class Bus:
         """The best eligible item; waits while all queued items are backing off."""
         while True:
             now = time.monotonic()
+            if self._heap:
+                # Nearly always the first in order can go: take it in O(log n). The
+                # scan below (sorting the whole queue) made 500 queued commands cost
+                # ~1 s of CPU; it gives the same answer whenever the head is eligible.
+                head = self._heap[0]
+                if not head.future.done() and (head.deadline is None or now < head.deadline) \
+                        and not self.health(head.unit).backing_off(now):
+                    return heapq.heappop(self._heap)
             wake_at: float | None = None
             # A command to a unit that is backing off still gets its first attempt,
             # but only after the waiting items of units that answer.
@@ -263,8 +272,11 @@ class Bus:
             heapq.heapify(self._heap)
             self._wake.clear()
             timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
+            # asyncio.timeout, not wait_for: no task per wait (one loop turn less per
+            # transaction on an idle port).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _take(self, item: _Item) -> _Item:
         self._heap.remove(item)
