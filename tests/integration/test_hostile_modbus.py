@@ -6,6 +6,7 @@ log line each within a fixed budget, never a traceback."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,6 +67,7 @@ async def test_garbage_replies_log_at_a_bounded_rate(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     server.mode = mode
+    started = time.monotonic()  # the budget runs from the bridge's start
     async with running_bridge(config_for(mosquitto, line, server, poll_interval=0.05)), \
             probe(mosquitto.port) as p:
         await p.expect("modbus/odd/availability", lambda m: m.text == "offline")
@@ -79,6 +81,7 @@ async def test_garbage_replies_log_at_a_bounded_rate(
         assert not [r for r in records if r.exc_info or r.name == "asyncio"], lines
         garbled = [line for line in lines if "cannot be decoded" in line]
         # Each port gets 10 such lines at once, then one per 6 s.
-        assert 1 <= len(garbled) <= 12, lines
-        assert len(lines) <= 20, lines
+        allowed = 10 + int((time.monotonic() - started) / 6) + 1
+        assert 1 <= len(garbled) <= allowed, lines
+        assert len(lines) <= allowed + 8, lines
         print(f"{server.requests} garbage replies, {len(lines)} log lines")
