@@ -79,9 +79,10 @@ async def test_garbage_replies_log_at_a_bounded_rate(
         records = [r for r in caplog.records if r.name.startswith(("bridge", "asyncio"))]
         lines = [f"{r.name}: {r.getMessage()}" for r in records]
         assert not [r for r in records if r.exc_info or r.name == "asyncio"], lines
-        garbled = [line for line in lines if "cannot be decoded" in line]
-        # Each port gets 10 such lines at once, then one per 6 s.
+        garbled = [line for line in lines if "dropped a reply" in line]
+        # Each port gets 10 such lines at once, then one per 6 s; so does each device
+        # for its availability (random bytes are now and then a valid reply: it flaps).
         allowed = 10 + int((time.monotonic() - started) / 6) + 1
-        assert 1 <= len(garbled) <= allowed, lines
-        assert len(lines) <= allowed + 8, lines
+        assert 1 <= len(garbled) <= allowed, "\n".join(lines)
+        assert len(lines) <= 2 * allowed + 2, "\n".join(lines)
         print(f"{server.requests} garbage replies, {len(lines)} log lines")
