@@ -400,3 +400,20 @@ async def test_our_table_is_home_assistants_own() -> None:
             ha["state_classes"].get(device_class, ["measurement"]), device_class
     assert sorted(ours.BINARY_SENSOR_CLASSES) == ha["binary_sensor"]
     assert sorted(ours.SWITCH_CLASSES) == ha["switch"]
+
+
+async def test_a_silent_unit_makes_its_entities_unavailable_and_back(site: Site) -> None:
+    """availability_mode all: the device's own availability counts, not only the bridge's."""
+    await wait_for_entities(site)
+    io = site.line.unit(3)  # the demo's I/O module, polled every second
+
+    async def door(state: str) -> bool:
+        return (await site.ha.states()).get("binary_sensor.main_io_door_contact") == state
+    io.mode = "silent"
+    try:
+        await wait_until(lambda: door("unavailable"), timeout=30, what="unavailable")
+        assert (await site.ha.states())["sensor.main_heatpump_flow_temperature"] != \
+            "unavailable"  # the other devices on the line are not
+    finally:
+        io.mode = "ok"
+    await wait_until(lambda: door("on"), timeout=30, what="available again")
