@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 Value = bool | int | float | str
 
@@ -28,7 +29,8 @@ class Table(StrEnum):
 
     @property
     def is_bits(self) -> bool:
-        return self in (Table.COIL, Table.DISCRETE)
+        # Identity, not `in (...)`: asked per datapoint per poll.
+        return self is Table.COIL or self is Table.DISCRETE
 
     @property
     def is_writable(self) -> bool:
@@ -73,7 +75,7 @@ class DataType(StrEnum):
 
     @property
     def is_float(self) -> bool:
-        return self in (DataType.FLOAT32, DataType.FLOAT64)
+        return self is DataType.FLOAT32 or self is DataType.FLOAT64
 
     @property
     def is_signed(self) -> bool:
@@ -193,7 +195,7 @@ class Datapoint:
             return "mask is for value maps, a positive integer that fits the type"
         return None
 
-    @property
+    @cached_property  # asked per datapoint per poll; a datapoint never changes
     def count(self) -> int:
         """Registers (or bits, on coil/discrete tables) the datapoint spans."""
         if self.table.is_bits or self.type is DataType.BOOL:
@@ -203,7 +205,7 @@ class Datapoint:
             return self.length
         return self.type.words
 
-    @property
+    @cached_property
     def end(self) -> int:
         """One past the last address."""
         return self.address + self.count

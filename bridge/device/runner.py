@@ -46,6 +46,7 @@ class DeviceRunner:
         self.state: dict[str, Value | None] = {}
         self.last_seen: str | None = None
         self._published_points: dict[str, str] = {}
+        self._point_topics: dict[str, str] = {}
 
     @property
     def id(self) -> str:
@@ -101,7 +102,10 @@ class DeviceRunner:
             text = _plain(value)
             if force_points or self._published_points.get(name) != text:
                 self._published_points[name] = text
-                await self._publish(self.topics.datapoint(self.id, name), text, retain=True)
+                topic = self._point_topics.get(name)
+                if topic is None:  # built (and checked) once per datapoint
+                    topic = self._point_topics[name] = self.topics.datapoint(self.id, name)
+                await self._publish(topic, text, retain=True)
 
     # -- polling -----------------------------------------------------------------
 
