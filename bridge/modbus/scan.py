@@ -27,7 +27,7 @@ from bridge.core.availability import Outcome, outcome_of
 from bridge.core.errors import BusError, ModbusExceptionError, PortUnavailable
 from bridge.core.points import Table
 from bridge.core.scan import Found, ScanReport
-from bridge.core.transport import Transport
+from bridge.core.transport import SerialLine, Transport
 from bridge.modbus.bus import Bus, Priority
 from bridge.modbus.registry import ClientRegistry
 
@@ -110,6 +110,9 @@ async def scan_transport(transport: Transport, units: Iterable[int], *, timeout:
     try:
         wrapper = registry.register(transport, "scan")
         await wrapper.connect_async("scan")  # PortUnavailable says why it cannot open
-        return await scan_bus(wrapper.bus, units, timeout=timeout, progress=progress)
+        report = await scan_bus(wrapper.bus, units, timeout=timeout, progress=progress)
+        # As the user typed it, not the /dev/pts/N or ttyUSB0 a link resolves to.
+        report.port = transport.port if isinstance(transport, SerialLine) else transport.key
+        return report
     finally:
         await asyncio.shield(registry.close())

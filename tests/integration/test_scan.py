@@ -49,7 +49,7 @@ async def test_cli_scan_reports_data_exceptions_and_silence(scan_line):
     lines = out.splitlines()
     assert lines[:4] == ["  1  answers with data", "  2  answers with data",
                          "  5  answers with exception 02", "  6  answers with exception 01"]
-    assert lines[4].startswith("4 units answered of 8 probed on ")
+    assert lines[4].startswith(f"4 units answered of 8 probed on {scan_line.path} in ")
     assert "\r" not in out + err and "[#" not in err  # not a terminal: no progress bar
     assert scan_line.unit(7).requests == 1  # the silent unit was asked exactly once
     assert time.monotonic() - started < 30
