@@ -18,7 +18,7 @@ import yaml
 from bridge.config.load import validate_config
 from bridge.modbus.simulator import SimulatedLine, SimUnit
 from tests.broker import probe
-from tests.conftest import BAUD
+from tests.conftest import BAUD, wait_until
 
 BRIDGE = [sys.executable, "-m", "bridge"]
 
@@ -234,3 +234,57 @@ async def test_a_bridge_stopped_while_it_connects_still_stops(mosquitto, lines):
         done, _ = await asyncio.wait({task}, timeout=8)
         assert done, f"attempt {attempt}: the bridge did not stop"
         assert task.exception() is None
+
+
+async def test_two_bridges_on_the_shipped_broker_config_and_acl(tmp_path, lines, caplog):
+    """As docs/scaling.md says: the shipped mosquitto.conf makes the user name the client
+    id, so each bridge has its own user, with the ACL's bridge block copied for it. The
+    bridges then read each other's claims (no wait for the sync marker) and refuse a
+    duplicate id."""
+    import logging
+
+    from bridge.app import Bridge
+    from tests.broker import REPO, broker_config, free_port
+    from tests.integration.test_security import broker, password_file
+
+    caplog.set_level(logging.INFO, logger="bridge")
+    line_a, line_b = lines
+    acl = (REPO / "deploy" / "mosquitto.acl").read_text()
+    block = acl[acl.index("user bridge\n"):acl.index("\n\n", acl.index("user bridge\n"))]
+    (tmp_path / "acl").write_text(acl + "\n" + block.replace("user bridge\n",
+                                                             "user bridge-hall2\n") + "\n")
+    passwd = password_file(tmp_path / "passwd", {"bridge": "b1-pw", "bridge-hall2": "b2-pw"})
+    port = free_port()
+    text = broker_config((REPO / "mosquitto.conf").read_text(), {1883: port})
+    text = "\n".join(f"password_file {passwd}" if row.startswith("password_file ") else
+                     f"acl_file {tmp_path / 'acl'}" if row.startswith("acl_file ") else row
+                     for row in text.splitlines())
+    one = validate_config(bridge_config(port, line_a.path, "hall1", [("a1", 1), ("a2", 2)],
+                                        username="bridge", password="b1-pw"))
+    two = validate_config(bridge_config(port, line_b.path, "hall2", [("a1", 1), ("b3", 3)],
+                                        username="bridge-hall2", password="b2-pw"))
+    with broker(tmp_path, text, port):
+        first = Bridge(one)
+        run_first = asyncio.create_task(first.run(install_signal_handlers=False))
+        second: Bridge | None = None
+        run_second: asyncio.Task[None] | None = None
+        try:
+            await asyncio.wait_for(first.instances.settled.wait(), 10)
+            await wait_until(lambda: first.runners["a1"].online is True, 10, "a1 online")
+            second = Bridge(two)
+            run_second = asyncio.create_task(second.run(install_signal_handlers=False))
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(second.instances.settled.wait(), 10)
+            # the marker came back through the ACL: no 3 s wait for it
+            assert asyncio.get_running_loop().time() - started < 2.5
+            assert second.claims.refused == {"a1": "hall1"}
+            await wait_until(lambda: second.runners["b3"].online is True, 10, "b3 online")
+            assert second.runners["a1"].online is None  # never served
+        finally:
+            for bridge, task in ((second, run_second), (first, run_first)):
+                if bridge is not None and task is not None:
+                    bridge.stopping.set()
+                    await asyncio.wait_for(task, 10)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "did not receive" in m], messages
+    assert any("instance 'hall1' already serves" in m for m in messages)
