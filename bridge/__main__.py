@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -75,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # pymodbus logs every unanswered request at ERROR; the bridge reports outcomes itself.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # Start-up builds a few hundred thousand objects that all live on (the config, the
+    # datapoints); the collector would scan them again and again meanwhile (~0.3 s of
+    # the start-up for 5,000 datapoints). `run` freezes them out of its way once built.
+    gc.disable()
+    try:
+        return _command(args)
+    finally:
+        gc.enable()
+
+
+def _command(args: argparse.Namespace) -> int:
+    if args.command != "run":
+        gc.enable()  # the others (demo, scan, ...) may run for long on plain settings
     from bridge.config.load import config_json_schema, load_config
 
     if args.command == "schema":
@@ -119,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     from bridge.app import Bridge
 
     async def serve() -> None:
-        await Bridge(config).run()
+        bridge = Bridge(config)
+        gc.freeze()
+        gc.enable()
+        await bridge.run()
 
     run_loop(serve())
     return 0

@@ -205,8 +205,11 @@ class Bridge:
     async def publish_states(self) -> None:
         """Bridge state, and each served device's availability and state (retained)."""
         await self.publish(self.topics.bridge_state, "online", retain=True)
+        # Every availability before the states: with 100 devices the states are
+        # thousands of messages, and the last device's `online` waited behind them.
         for dev_id in self.serving:
             await self.runners[dev_id].publish_availability()
+        for dev_id in self.serving:
             await self.runners[dev_id].publish_state(force_points=True)
 
     async def _publish_bytes(self, topic: str, payload: bytes) -> bool:

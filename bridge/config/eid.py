@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from bridge.sgr.connection import Connection, resolve
 from bridge.sgr.eid import Eid
 from bridge.sgr.mapping import EidProblems, Mapped, Options, map_eid
-from bridge.sgr.parse import EidError, read_eid
 
 # Where relative `eid.file` paths start: the config file's folder (set by load_config).
 BASE_DIR: ContextVar[str] = ContextVar("bridge_config_dir", default=".")
@@ -81,6 +80,10 @@ def expand_eid(data: dict[str, Any]) -> dict[str, Any]:
     except ValidationError:
         return data  # the device's own validation reports the eid block's errors
     path = os.path.join(BASE_DIR.get(), settings.file)
+    # Imported here: the XML schema bindings take ~0.15 s to import, which every
+    # start-up paid, with or without an EID in the config.
+    from bridge.sgr.parse import EidError, read_eid
+
     try:
         eid = read_eid(path)
     except EidError as exc:
