@@ -45,6 +45,7 @@ class HomeAssistantDiscovery:
         self._republish_states = republish_states
         self.birth_delay = birth_delay
         self._cleared: set[str] = set()
+        self._built: tuple[tuple[str, ...], list[Entity], set[str]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -55,13 +56,22 @@ class HomeAssistantDiscovery:
         return topic == self.status_topic or (
             topic.startswith(self.prefix + "/") and topic.endswith("/config"))
 
+    def _build(self) -> tuple[tuple[str, ...], list[Entity], set[str]]:
+        serving = tuple(self._serving())
+        if self._built is None or self._built[0] != serving:
+            # Built once per set of served devices: every retained config under the
+            # prefix (others' too) is checked against `current`.
+            entities = self.builder.entities(serving)
+            self._built = (serving, entities, {e.topic for e in entities})
+        return self._built
+
     @property
     def entities(self) -> list[Entity]:
-        return self.builder.entities(self._serving())
+        return self._build()[1]
 
     @property
     def current(self) -> set[str]:
-        return {e.topic for e in self.entities}
+        return self._build()[2]
 
     async def publish_configs(self) -> None:
         for entity in self.entities:
