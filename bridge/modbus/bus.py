@@ -50,6 +50,7 @@ from bridge.core.errors import (
     Expired,
     InternalError,
     ModbusExceptionError,
+    ModbusTimeout,
     PortUnavailable,
 )
 from bridge.core.points import Table
@@ -106,9 +107,13 @@ class Bus:
         reopen_min: float = 0.2,
         reopen_max: float = 10.0,
         units: range = SERIAL_UNITS,
+        gone: Callable[[], str | None] | None = None,
     ) -> None:
         self.name = name
         self.unit_ids = units  # addressable unit ids: the transport's (transport.units)
+        # Why the port's device file vanished, if it did: an unplugged adapter whose
+        # end of file pyserial has not reported yet looks like a unit that times out.
+        self._gone = gone
         self.client = client
         self._opener = opener
         self.queue_size = queue_size
@@ -298,9 +303,14 @@ class Bus:
         try:
             result = await transact(item.run, self.client, item.unit, item.timeout)
         except PortUnavailable as exc:
+            self._lost(item, exc.message, started)
+            return
+        except ModbusTimeout as exc:
+            if self._gone is not None and (why := self._gone()) is not None:
+                self._lost(item, why, started)
+                return
             self._record(item, exc.code, started)
-            self._port_down(PortUnavailable(f"{self.name}: {exc.message}"))
-            self._finish(item, self._port_error or PortUnavailable(self.name))
+            self._failed(item, health, exc)
             return
         except BusError as exc:
             self._record(item, error_key(exc.code, getattr(exc, "exception_code", None)),
@@ -324,6 +334,11 @@ class Bus:
         self._succeeded(health)
         if not item.future.done():
             item.future.set_result(result)
+
+    def _lost(self, item: _Item, why: str, started: float) -> None:
+        self._record(item, PortUnavailable.code, started)
+        self._port_down(PortUnavailable(f"{self.name}: {why}"))
+        self._finish(item, self._port_error or PortUnavailable(self.name))
 
     def _record(self, item: _Item, code: str | None, started: float) -> None:
         """Count one attempt on the line (stats: health topic and metrics)."""

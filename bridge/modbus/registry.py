@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -88,6 +89,13 @@ class ModbusClientWrapper:
         return (device_id in self.registered_devices
                 and device_id in self.connected_devices
                 and bool(self.client.connected))
+
+
+def _vanished(path: str) -> Callable[[], str | None] | None:
+    """For a device file (not a pyserial URL): says so when it is gone."""
+    if "://" in path:
+        return None
+    return lambda: None if os.path.exists(path) else "no such device (unplugged?)"
 
 
 def _check_device_file(path: str) -> None:
@@ -177,7 +185,9 @@ class ClientRegistry:
         guard_frames(client, transport.key, LogBudget(burst=10, period=60.0))
         wrapper = ModbusClientWrapper(transport.key, client, transport=transport)
         wrapper.bus = Bus(transport.key, client, wrapper.open, queue_size=self.queue_size,
-                          frame_gap=gap, backoff_max=self.backoff_max, units=transport.units)
+                          frame_gap=gap, backoff_max=self.backoff_max, units=transport.units,
+                          gone=_vanished(transport.port)
+                          if isinstance(transport, SerialLine) else None)
         return wrapper
 
 
