@@ -273,10 +273,7 @@ async def test_two_bridges_on_the_shipped_broker_config_and_acl(tmp_path, lines,
             await wait_until(lambda: first.runners["a1"].online is True, 10, "a1 online")
             second = Bridge(two)
             run_second = asyncio.create_task(second.run(install_signal_handlers=False))
-            started = asyncio.get_running_loop().time()
             await asyncio.wait_for(second.instances.settled.wait(), 10)
-            # the marker came back through the ACL: no 3 s wait for it
-            assert asyncio.get_running_loop().time() - started < 2.5
             assert second.claims.refused == {"a1": "hall1"}
             await wait_until(lambda: second.runners["b3"].online is True, 10, "b3 online")
             assert second.runners["a1"].online is None  # never served
@@ -286,5 +283,6 @@ async def test_two_bridges_on_the_shipped_broker_config_and_acl(tmp_path, lines,
                     bridge.stopping.set()
                     await asyncio.wait_for(task, 10)
     messages = [r.getMessage() for r in caplog.records]
+    # the sync marker came back through the ACL (else: "did not receive ... back")
     assert not [m for m in messages if "did not receive" in m], messages
     assert any("instance 'hall1' already serves" in m for m in messages)
