@@ -5,7 +5,8 @@ lays `BRIDGE_*` environment variables over it (`BRIDGE_MQTT__HOST=broker`;
 priority init > environment > file) and validates. Every problem found becomes
 one `(field path, message)` of a single `ConfigError`, with paths as the user
 writes them (`devices[2].datapoints[0].type`). The sections are the models of
-`config_models`, their cross-field rules the pure functions of `config_rules`.
+`models`, their cross-field rules the pure functions of `rules`; the file itself is
+read by `yaml_file`.
 A `Config` that exists is valid and frozen; `DeviceSettings.points()` turns a
 device into the self-validating vocabulary of `points`.
 """
@@ -20,7 +21,6 @@ from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from typing import Any, Union, get_args, get_origin
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -41,6 +41,7 @@ from pydantic_settings import (
 
 from bridge.config import rules
 from bridge.config.eid import BASE_DIR as EID_BASE_DIR
+from bridge.config.fields import check_list, raise_problems
 from bridge.config.models import (
     BridgeSettings,
     BusSettings,
@@ -54,9 +55,8 @@ from bridge.config.models import (
     SerialSettings,
     TcpSettings,
     TlsSettings,
-    check_list,
-    raise_problems,
 )
+from bridge.config.yaml_file import read_yaml
 from bridge.core.errors import ConfigError
 
 ENV_PREFIX = "BRIDGE_"
@@ -178,74 +178,6 @@ def _build(data: Mapping[str, Any], environ: Mapping[str, str]) -> Config:
                                             f" ({exc.__cause__ or exc})")]) from None
     finally:
         _SOURCES.reset(token)
-
-
-class _UniqueKeys:
-    """A SafeLoader mix-in refusing duplicate keys: PyYAML would silently keep the last
-    one, which hides a mistake as well as an unknown key would."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
-                continue
-            first = seen.setdefault(self.construct_object(key_node), key_node)  # type: ignore[attr-defined]
-            if first is not key_node:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"duplicate key {key_node.value!r} (first on line"
-                    f" {first.start_mark.line + 1})", key_node.start_mark)
-        result: dict[Any, Any] = super().construct_mapping(node, deep)  # type: ignore[misc]
-        return result
-
-
-class _UniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
-    """The pure-Python loader: its error messages are the ones users see."""
-
-
-# libyaml's scanner and parser where PyYAML has them: the pure-Python scanner took
-# ~1 s of the start-up for 5,000 datapoints (0.2 s with libyaml). The constructor (and
-# so the duplicate-key check) is the same Python code with either. A file libyaml
-# refuses is read again with the pure-Python loader, for its error messages.
-_FastLoader: Any = type("_FastLoader", (_UniqueKeys, yaml.CSafeLoader), {}) \
-    if yaml.__with_libyaml__ else None
-
-
-def _load(text: str) -> Any:
-    if _FastLoader is not None:
-        try:
-            return yaml.load(text, Loader=_FastLoader)
-        except yaml.YAMLError:
-            pass  # said again below, in the words of the pure-Python loader
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The config file's top-level mapping; ConfigError for anything else."""
-    name = os.fspath(path)
-    try:
-        with open(name, encoding="utf-8") as file:
-            text = file.read()
-        data = _load(text)
-    except FileNotFoundError:
-        raise ConfigError([("", f"config file {name} not found")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError([("", f"{name} is not UTF-8 text: {exc.reason}")]) from None
-    except OSError as exc:
-        raise ConfigError([("", f"cannot read config file {name}: {exc.strerror}")]) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
-        context = f" ({exc.context})" if exc.context else ""
-        raise ConfigError([("", f"{where}: invalid YAML: {exc.problem}{context}")]) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([("", f"{name}: invalid YAML: {exc}")]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError([("", f"{name}: the top level must be a mapping of sections"
-                                f" (mqtt, devices, ...), not a {type(data).__name__}")])
-    return data
 
 
 # -- errors -------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 from bridge.app import Bridge
 from bridge.config import Config, validate_config
-from bridge.config.load import read_yaml
+from bridge.config.yaml_file import read_yaml
 from bridge.core.errors import BridgeError
 from bridge.modbus.simulator import SimBus, SimulatedLine, SimUnit, serve_tcp, tcp_server_port
 
