@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge import __version__
 from bridge.config.load import Config, DeviceSettings
-from bridge.core import commands
+from bridge.core import parse
 from bridge.core.errors import BridgeError, InternalError, RequestError
 from bridge.core.instances import Claims
 from bridge.core.ratelimit import LogBudget, clip, held_note
@@ -299,17 +299,17 @@ class Bridge:
         try:
             try:
                 if inbound.kind == "request":
-                    request = commands.parse_request(message.payload, runner.device.points,
+                    request = parse.parse_request(message.payload, runner.device.points,
                                                      self.allow_raw[inbound.device])
                     request_id, op, command = request.id, request.op, request.command
                 elif inbound.kind == "set" and inbound.point is not None:
-                    command = commands.parse_set_point(inbound.point, message.payload,
+                    command = parse.parse_set_point(inbound.point, message.payload,
                                                        runner.device.points)
                 elif inbound.kind == "set":
-                    command = commands.parse_set(message.payload, runner.device.points)
+                    command = parse.parse_set(message.payload, runner.device.points)
                 else:
-                    command = commands.parse_get(message.payload, runner.device.points)
-            except commands.Rejected as rejected:
+                    command = parse.parse_get(message.payload, runner.device.points)
+            except parse.Rejected as rejected:
                 request_id, op = rejected.request_id, rejected.op or op
                 raise rejected.error from None
             fields = await runner.execute(command, deadline)

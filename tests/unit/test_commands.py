@@ -10,21 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.core.codec import encode
-from bridge.core.commands import (
+from bridge.core.commands import RawRead, RawWrite, ReadPoints, Request, WritePoints
+from bridge.core.errors import RequestError
+from bridge.core.parse import (
     FIELDS,
     OPS,
-    RawRead,
-    RawWrite,
-    ReadPoints,
     Rejected,
-    Request,
-    WritePoints,
     parse_get,
     parse_request,
     parse_set,
     parse_set_point,
 )
-from bridge.core.errors import RequestError
 from bridge.core.payload import MAX_PAYLOAD
 from bridge.core.points import Datapoint, DataType, Table
 from bridge.mqtt.results import to_json

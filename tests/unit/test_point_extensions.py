@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bridge.core import commands
+from bridge.core import parse
 from bridge.core.codec import decode, encode
 from bridge.core.errors import InvalidRequest, OutOfRange
 from bridge.core.points import Datapoint, DataType, Order, Table
@@ -201,10 +201,10 @@ POINTS = {
 
 
 def test_write_only_points_are_not_read_by_name_nor_in_all() -> None:
-    assert commands.parse_get(b"", POINTS).names == ("temp", "serial")
+    assert parse.parse_get(b"", POINTS).names == ("temp", "serial")
     with pytest.raises(InvalidRequest, match="write-only"):
-        commands.parse_get(b'["cmd"]', POINTS)
-    assert commands.parse_set(b'{"cmd": 3}', POINTS).values == {"cmd": 3}
+        parse.parse_get(b'["cmd"]', POINTS)
+    assert parse.parse_set(b'{"cmd": 3}', POINTS).values == {"cmd": 3}
 
 
 class FakeBus:
@@ -243,7 +243,7 @@ async def test_write_only_write_is_not_read_back() -> None:
     from bridge.device.unit import Device
     bus = FakeBus()
     device = Device("d", 1, bus, POINTS.values())  # type: ignore[arg-type]
-    from bridge.core.commands import parse_set
+    from bridge.core.parse import parse_set
     result = await device.write_points(parse_set(b'{"cmd": 7}', POINTS))
     assert bus.writes == [(Table.HOLDING, 0, [7])]
     assert bus.reads == []
