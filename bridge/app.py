@@ -13,10 +13,9 @@ from typing import Any
 
 from bridge import __version__
 from bridge.config.load import Config, DeviceSettings
-from bridge.core import parse
 from bridge.core.errors import BridgeError, InternalError, RequestError
 from bridge.core.instances import Claims
-from bridge.core.ratelimit import LogBudget, clip, held_note
+from bridge.core.ratelimit import clip
 from bridge.core.stats import MqttStats
 from bridge.core.transport import SerialLine
 from bridge.device.runner import DeviceRunner
@@ -30,6 +29,7 @@ from bridge.modbus.registry import ClientRegistry, ModbusClientWrapper
 from bridge.mqtt import results
 from bridge.mqtt.link import Inbound, MqttLink
 from bridge.mqtt.topics import Topics
+from bridge.router import Router
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,12 @@ class Bridge:
                              config.health_interval) if config.health_interval > 0 else None
         self.metrics = MetricsServer(self.sources, config.metrics.host, config.metrics.port) \
             if config.metrics.port is not None else None
+        self.router = Router(self.topics, self.runners, self.allow_raw, self.claims,
+                             self.bridge_requests, self.publish,
+                             command_deadline=config.bus.command_deadline)
         self._handlers: set[asyncio.Task[None]] = set()
         self._pollers: dict[str, asyncio.Task[None]] = {}
         self.stopping = asyncio.Event()
-        self._budget = LogBudget(burst=10, period=60.0)
         if config.mqtt.protocol != "5":
             log.info("MQTT 3.1.1: v5-only features are off: commands' Response Topic and"
                      " Correlation Data (answers go to <base>/<device>/response only),"
@@ -272,82 +274,7 @@ class Bridge:
     async def handle(self, message: Inbound) -> None:
         if await self.instances.handle(message.topic, message.payload):
             return
-        if message.topic == self.topics.bridge_request:
-            await self.handle_bridge_request(message)
-            return
-        inbound = self.topics.parse(message.topic)
-        if inbound is None or inbound.device not in self.runners or \
-                inbound.device in self.claims.refused:
-            return  # a refused device's commands are the other instance's to answer
-        if message.retain:
-            # A retained command would run again at every reconnect.
-            held = self._budget.take("retained")
-            if held is not None:
-                log.warning("dropped a retained message on %s (commands must not be "
-                            "retained)%s", clip(message.topic), held_note(held))
-            return
-        runner = self.runners[inbound.device]
-        started = time.monotonic()
-        # A v5 Message Expiry may shorten the deadline, never extend it: the sender
-        # does not get to keep a port's queue slot longer than the operator allows.
-        seconds = self.config.bus.command_deadline
-        if message.expiry is not None:
-            seconds = min(seconds, message.expiry)
-        deadline = started + seconds
-        request_id: Any = None
-        op: str = inbound.kind
-        try:
-            try:
-                if inbound.kind == "request":
-                    request = parse.parse_request(message.payload, runner.device.points,
-                                                     self.allow_raw[inbound.device])
-                    request_id, op, command = request.id, request.op, request.command
-                elif inbound.kind == "set" and inbound.point is not None:
-                    command = parse.parse_set_point(inbound.point, message.payload,
-                                                       runner.device.points)
-                elif inbound.kind == "set":
-                    command = parse.parse_set(message.payload, runner.device.points)
-                else:
-                    command = parse.parse_get(message.payload, runner.device.points)
-            except parse.Rejected as rejected:
-                request_id, op = rejected.request_id, rejected.op or op
-                raise rejected.error from None
-            fields = await runner.execute(command, deadline)
-            body = results.success(request_id=request_id, op=op, device=runner.id,
-                                   duration_ms=_ms(started), **fields)
-        except BridgeError as exc:
-            body = results.failure(request_id=request_id, op=op, device=runner.id,
-                                   error=exc, duration_ms=_ms(started))
-        except Exception:
-            if self._budget.take("internal") is not None:
-                log.exception("internal error handling %s", clip(message.topic))
-            body = results.failure(request_id=request_id, op=op, device=runner.id,
-                                   error=InternalError("internal error"),
-                                   duration_ms=_ms(started))
-        await self._answer(message, self.topics.response(runner.id), body)
-
-    async def handle_bridge_request(self, message: Inbound) -> None:
-        if message.retain:
-            held = self._budget.take("retained")
-            if held is not None:
-                log.warning("dropped a retained message on %s (commands must not be "
-                            "retained)%s", clip(message.topic), held_note(held))
-            return
-        body = await self.bridge_requests.handle(message.payload)
-        await self._answer(message, self.topics.bridge_response, body)
-
-    async def _answer(self, message: Inbound, topic: str, body: dict[str, Any]) -> None:
-        refused = None
-        if message.response_topic is not None:
-            refused = self.topics.reply_refused(message.response_topic)
-            if refused is not None:
-                # Said where the sender looks anyway, instead of silence.
-                body["reply_refused"] = refused
-        payload = results.to_json(body)
-        await self.publish(topic, payload, retain=True)
-        if message.response_topic is not None and refused is None:
-            await self.publish(message.response_topic, payload,
-                               correlation_data=message.correlation_data)
+        await self.router.route(message)
 
 
 def _log_eid(dev: DeviceSettings) -> None:
@@ -364,6 +291,3 @@ def _log_eid(dev: DeviceSettings) -> None:
         log.info("device %s: writes to %s are stored in flash, which wears: write rarely",
                  dev.id, ", ".join(writes_flash))
 
-
-def _ms(started: float) -> float:
-    return (time.monotonic() - started) * 1000
