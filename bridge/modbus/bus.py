@@ -1,18 +1,13 @@
-"""One port's queue and worker: one Modbus transaction at a time, in a fair order.
+"""One port's worker: one Modbus transaction at a time, in the schedule's order.
 
-Every request for a port (serial line or TCP endpoint) is an item in this
-queue; a single worker task takes them one by one and runs them on the port's
-pymodbus client. The worker decides the order:
+Every request for a port (serial line or TCP endpoint) is an item in its
+schedule; a single worker task takes them one by one and runs them on the port's
+pymodbus client:
 
-- commands (from MQTT) go ahead of polls; within a priority, first come first served;
-- an item whose deadline passed while it was queued is answered `expired` and
-  never sent;
-- past `queue_size` waiting items a submit is refused at once with `busy`;
-- a unit that stopped answering backs off (one timeout, doubling, capped): its
-  polls and retries wait in the queue until then, so they never run back to
-  back while healthy units on the same port are waiting. A command's *first*
-  attempt is always tried, so a person gets a real answer. Only a unit that was
-  answering is retried at all; one already failing gets one attempt per request;
+- the order, admission (`busy`, fair shares), expiry and back-off waits are the
+  port's `Schedule` (schedule.py); a unit that stopped answering backs off (one
+  timeout, doubling, capped). Only a unit that was answering is retried at all;
+  one already failing gets one attempt per request;
 - the line is kept silent for `frame_gap` between frames (pymodbus does not do
   it, #2911), and after the first timeout of a unit that used to answer for one
   more timeout, so a late reply cannot be taken for the next request's answer
@@ -34,13 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from bridge.core.availability import Outcome, outcome_of
@@ -58,38 +49,9 @@ from bridge.core.ratelimit import LogBudget, held_note
 from bridge.core.stats import PortStats, error_key
 from bridge.core.transport import SERIAL_UNITS
 from bridge.modbus.calls import SERVER_BUSY, Raw, read_call, transact, write_call
+from bridge.modbus.schedule import Item, Priority, Schedule, UnitHealth
 
 log = logging.getLogger(__name__)
-
-
-class Priority(IntEnum):
-    COMMAND = 0
-    POLL = 1
-
-
-@dataclass
-class UnitHealth:
-    """Failure bookkeeping of one unit on this port."""
-
-    failures: int = 0  # consecutive failed transactions
-    ready_at: float = 0.0  # monotonic time before which polls and retries wait
-
-    def backing_off(self, now: float) -> bool:
-        return now < self.ready_at
-
-
-@dataclass(order=True)
-class _Item:
-    priority: int
-    seq: int
-    unit: int = field(compare=False)
-    run: Callable[[Any], Awaitable[Raw | None]] = field(compare=False)
-    future: asyncio.Future[Raw | None] = field(compare=False)
-    deadline: float | None = field(compare=False)
-    timeout: float = field(compare=False)
-    attempts_left: int = field(compare=False)
-    first_attempt: bool = field(compare=False, default=True)
-    settle: bool = field(compare=False, default=True)
 
 
 class Bus:
@@ -116,7 +78,6 @@ class Bus:
         self._gone = gone
         self.client = client
         self._opener = opener
-        self.queue_size = queue_size
         self.frame_gap = frame_gap
         self.backoff_max = backoff_max
         self._reopen_min = reopen_min
@@ -124,22 +85,32 @@ class Bus:
         self._reopen_delay = reopen_min
         self._reopen_at = 0.0
         self._port_error: PortUnavailable | None = None
-        self._heap: list[_Item] = []
-        self._seq = itertools.count()
-        self._wake = asyncio.Event()
+        self.schedule = Schedule(name, queue_size,
+                                 lambda item: self.stats.refused(item.unit, Expired.code))
         self._worker: asyncio.Task[None] | None = None
-        self._current: _Item | None = None  # the transaction on the wire
+        self._current: Item | None = None  # the transaction on the wire
         self._stopped: str | None = None  # why submits are refused (stop())
         self._budget = LogBudget(burst=10, period=60.0)  # a flapping port's log lines
         self._quiet_until = 0.0  # the line must stay silent until then
-        self.units: dict[int, UnitHealth] = {}
         self.stats = PortStats()  # read by the health topic and the metrics
         self._opened = False
 
     # -- submitting ---------------------------------------------------------
 
+    @property
+    def queue_size(self) -> int:
+        return self.schedule.queue_size
+
+    @queue_size.setter
+    def queue_size(self, size: int) -> None:
+        self.schedule.queue_size = size
+
+    @property
+    def units(self) -> dict[int, UnitHealth]:
+        return self.schedule.units
+
     def health(self, unit: int) -> UnitHealth:
-        return self.units.setdefault(unit, UnitHealth())
+        return self.schedule.health(unit)
 
     async def read(self, unit: int, table: Table, address: int, count: int, **kw: Any) -> Raw:
         call = read_call(unit, self.unit_ids, table, address, count)
@@ -173,24 +144,14 @@ class Bus:
         unit's id, so it cannot pass for the next unit's answer)."""
         if self._stopped is not None:
             raise PortUnavailable(self._stopped)
-        if len(self._heap) >= self.queue_size:
+        try:
+            item = self.schedule.add(unit, run, priority=priority, deadline=deadline,
+                                     timeout=timeout, retries=retries, settle=settle)
+        except Busy:
             self.stats.refused(unit, Busy.code)
-            raise Busy(f"queue of {self.name} is full ({self.queue_size} waiting)")
-        self.health(unit)  # known from now on: it counts in every unit's share
-        share = self.share(unit)
-        # Counting the unit's items costs O(queue): only when the queue could hold a share.
-        if len(self._heap) >= share and self.queued(unit) >= share:
-            # One device flooding its port must not make the others' commands busy.
-            self.stats.refused(unit, Busy.code)
-            raise Busy(f"unit {unit} holds its share of the queue of {self.name} "
-                       f"({share} of {self.queue_size} waiting)")
+            raise
         self._ensure_worker()
-        future: asyncio.Future[Raw | None] = asyncio.get_running_loop().create_future()
-        item = _Item(int(priority), next(self._seq), unit, run, future, deadline, timeout,
-                     retries, settle=settle)
-        heapq.heappush(self._heap, item)
-        self._wake.set()
-        return await future
+        return await item.future
 
     # -- the worker ------------------------------------------------------------
 
@@ -203,12 +164,10 @@ class Bus:
         included, port_unavailable with `reason` at once: at shutdown each command in
         flight gets its one answer while the MQTT link is still up to carry it."""
         self._stopped = reason
-        items = [*self._heap, *([self._current] if self._current is not None else [])]
-        self._heap.clear()
-        for item in items:
-            if not item.future.done():
-                item.future.set_exception(PortUnavailable(reason))
-        self._wake.set()
+        current = self._current
+        if current is not None and not current.future.done():
+            current.future.set_exception(PortUnavailable(reason))
+        self.schedule.drain(reason)
 
     async def close(self, reason: str = "port closed") -> None:
         """Stop the worker; everything still queued is answered port_unavailable."""
@@ -219,14 +178,11 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        while self._heap:
-            item = heapq.heappop(self._heap)
-            if not item.future.done():
-                item.future.set_exception(PortUnavailable(f"{self.name}: {reason}"))
+        self.schedule.drain(f"{self.name}: {reason}")
 
     async def _work(self) -> None:
         while True:
-            item = await self._next_item()
+            item = await self.schedule.next()
             self._current = item
             try:
                 await self._run(item)
@@ -238,57 +194,7 @@ class Bus:
             finally:
                 self._current = None
 
-    async def _next_item(self) -> _Item:
-        """The best eligible item; waits while all queued items are backing off."""
-        while True:
-            now = time.monotonic()
-            if self._heap:
-                # Nearly always the first in order can go: take it in O(log n). The
-                # scan below (sorting the whole queue) made 500 queued commands cost
-                # ~1 s of CPU; it gives the same answer whenever the head is eligible.
-                head = self._heap[0]
-                if not head.future.done() and (head.deadline is None or now < head.deadline) \
-                        and not self.health(head.unit).backing_off(now):
-                    return heapq.heappop(self._heap)
-            wake_at: float | None = None
-            # A command to a unit that is backing off still gets its first attempt,
-            # but only after the waiting items of units that answer.
-            fallback: _Item | None = None
-            for item in sorted(self._heap):
-                if item.future.done():  # the caller went away
-                    self._heap.remove(item)
-                    continue
-                if item.deadline is not None and now >= item.deadline:
-                    self._heap.remove(item)
-                    self.stats.refused(item.unit, Expired.code)
-                    item.future.set_exception(Expired("deadline passed while queued"))
-                    continue
-                health = self.health(item.unit)
-                if not health.backing_off(now):
-                    return self._take(item)
-                if item.priority == Priority.COMMAND and item.first_attempt:
-                    fallback = fallback or item
-                    continue
-                wake_at = health.ready_at if wake_at is None else min(wake_at, health.ready_at)
-                if item.deadline is not None:
-                    wake_at = min(wake_at, item.deadline)
-            if fallback is not None:
-                return self._take(fallback)
-            heapq.heapify(self._heap)
-            self._wake.clear()
-            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
-            # asyncio.timeout, not wait_for: no task per wait (one loop turn less per
-            # transaction on an idle port).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-
-    def _take(self, item: _Item) -> _Item:
-        self._heap.remove(item)
-        heapq.heapify(self._heap)
-        return item
-
-    async def _run(self, item: _Item) -> None:
+    async def _run(self, item: Item) -> None:
         try:
             await self._ensure_open()
         except PortUnavailable as exc:
@@ -324,7 +230,7 @@ class Bus:
                     exc.exception_code == SERVER_BUSY and item.attempts_left > 0:
                 # Alive but busy: ask again after one timeout; others go first meanwhile.
                 health.ready_at = time.monotonic() + item.timeout
-                self._requeue(item)
+                self.schedule.requeue(item)
                 return
             self._finish(item, exc)
             return
@@ -335,12 +241,12 @@ class Bus:
         if not item.future.done():
             item.future.set_result(result)
 
-    def _lost(self, item: _Item, why: str, started: float) -> None:
+    def _lost(self, item: Item, why: str, started: float) -> None:
         self._record(item, PortUnavailable.code, started)
         self._port_down(PortUnavailable(f"{self.name}: {why}"))
         self._finish(item, self._port_error or PortUnavailable(self.name))
 
-    def _record(self, item: _Item, code: str | None, started: float) -> None:
+    def _record(self, item: Item, code: str | None, started: float) -> None:
         """Count one attempt on the line (stats: health topic and metrics)."""
         self.stats.transaction(item.unit, code, time.monotonic() - started, time.time())
 
@@ -348,7 +254,7 @@ class Bus:
         health.failures = 0
         health.ready_at = 0.0
 
-    def _failed(self, item: _Item, health: UnitHealth, error: BusError) -> None:
+    def _failed(self, item: Item, health: UnitHealth, error: BusError) -> None:
         now = time.monotonic()
         if health.failures == 0 and item.settle:
             # A unit that used to answer may just be slow: keep the line quiet so its
@@ -363,44 +269,28 @@ class Bus:
         # Retry only a unit that was answering until now: it may have missed one frame.
         # A unit already failing gets one attempt per request, so it cannot hog the line.
         if item.attempts_left > 0 and health.failures == 1:
-            self._requeue(item)
+            self.schedule.requeue(item)
             return
         self._finish(item, error)
 
-    def _requeue(self, item: _Item) -> None:
-        """Queue a retry; it waits for the unit's back-off like a poll does."""
-        if item.future.done():  # the caller went away
-            return
-        item.attempts_left -= 1
-        item.first_attempt = False
-        item.seq = next(self._seq)  # to the back of its priority class
-        heapq.heappush(self._heap, item)
-
-    def _finish(self, item: _Item, error: BusError) -> None:
+    def _finish(self, item: Item, error: BusError) -> None:
         if not item.future.done():
             item.future.set_exception(error)
 
     @property
     def queue_depth(self) -> int:
         """Transactions waiting for this port."""
-        return len(self._heap)
+        return len(self.schedule)
 
-    def share(self, unit: int) -> int:
-        """How many waiting transactions one unit may hold: an equal part of the queue
-        among the units this port has served (each device polls or is asked soon
-        after start, so all of them count)."""
-        return max(1, self.queue_size // len(self.units.keys() | {unit}))
+    def queued(self, unit: int) -> int:
+        """Transactions waiting for one unit."""
+        return self.schedule.queued(unit)
 
     def forget(self, unit: int) -> None:
         """Drop a unit's bookkeeping when nothing of it is queued: a scan probes ids
         nobody uses, and they must not count in the shares of the units served."""
-        if self.queued(unit) == 0:
-            self.units.pop(unit, None)
+        if self.schedule.forget(unit):
             self.stats.units.pop(unit, None)  # the port's totals keep the traffic
-
-    def queued(self, unit: int) -> int:
-        """Transactions waiting for one unit."""
-        return sum(1 for item in self._heap if item.unit == unit)
 
     # -- the port --------------------------------------------------------------
 
@@ -436,3 +326,6 @@ class Bus:
         self._port_error = None
         self._reopen_delay = self._reopen_min
         self._quiet_until = time.monotonic() + self.frame_gap
+
+
+__all__ = ["Bus", "Priority", "Raw", "UnitHealth"]
