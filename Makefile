@@ -42,7 +42,12 @@ test: setup ha-venv
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
+# Performance scenarios (benchmarks/perf.py): prints a table, writes
+# benchmarks/results/perf.json. BASELINE=<source tree> adds a column measured in the
+# same run (e.g. `git worktree add /tmp/base <commit>`); PEER=<spicierModbus2mqtt
+# checkout> adds the peer's row.
 bench: setup
+	$(BIN)/python -m benchmarks.perf $(if $(BASELINE),--baseline $(BASELINE)) $(if $(PEER),--peer $(PEER))
 	$(BIN)/python -m benchmarks.dead_unit
 	$(BIN)/python -m benchmarks.scan
 	$(BIN)/python -m benchmarks.oversize

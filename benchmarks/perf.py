@@ -117,8 +117,9 @@ def _burst(r: dict[str, Any]) -> str:
     b = r.get("burst")
     if not b:
         return "-"
-    return f"{b['answered_per_s']:.0f}/s, " + ("exactly once" if not b["problems"] else
-                                                 f"PROBLEMS: {b['problems'][:2]}")
+    sent = f" (sent at {b['sent_per_s']:.0f}/s)" if "sent_per_s" in b else ""
+    return f"{b['answered_per_s']:.0f}/s{sent}, " + (
+        "each answered once" if not b["problems"] else f"PROBLEMS: {b['problems'][:2]}")
 
 
 def _wire(baud: int) -> Callable[[dict[str, Any]], str]:
