@@ -25,7 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pymodbus.client import AsyncModbusTcpClient
 
-from benchmarks.harness import REPO, bridge_process, broker, percentile
+from benchmarks.harness import REPO, bridge_process, broker, cpu_seconds, percentile
 
 REGISTERS = 10
 
@@ -39,6 +39,8 @@ class CommandResult:
     at_once_per_s: float
     raw_at_once_per_s: float
     at_once_answered: int
+    cpu_us_sequential: float  # the bridge's CPU per command, one at a time
+    cpu_us_at_once: float  # ... and when 500 are queued
 
     @property
     def overhead_p50_ms(self) -> float:
@@ -124,20 +126,24 @@ async def run_commands(src: Path = REPO, sequential: int = 500, at_once: int = 5
                                                "address": 0, "type": "uint16"}]}]}
         try:
             raw_seq, raw_rate = await _raw(gw_port, sequential, at_once)
-            async with bridge_process(config, src), replies(port, "modbus/dev/request") as r:
+            async with bridge_process(config, src) as bridge, \
+                    replies(port, "modbus/dev/request") as r:
                 await _until_answering(r)
+                cpu0 = cpu_seconds(bridge.pid)
                 seq = [await r.ask(n) for n in range(sequential)]
-                started = time.perf_counter()
+                cpu_seq = (cpu_seconds(bridge.pid) - cpu0) / sequential * 1e6
+                started, cpu0 = time.perf_counter(), cpu_seconds(bridge.pid)
                 done = await asyncio.gather(*(r.ask(100_000 + n) for n in range(at_once)),
                                             return_exceptions=True)
                 answered = sum(not isinstance(d, BaseException) for d in done)
                 rate = answered / (time.perf_counter() - started)
+                cpu_at_once = (cpu_seconds(bridge.pid) - cpu0) / at_once * 1e6
         finally:
             sim.terminate()
             await sim.wait()
     return CommandResult(statistics.median(seq), percentile(seq, 0.99),
                          statistics.median(raw_seq), percentile(raw_seq, 0.99),
-                         rate, raw_rate, answered)
+                         rate, raw_rate, answered, cpu_seq, cpu_at_once)
 
 
 async def _until_answering(r: Replies, timeout: float = 30.0) -> None:

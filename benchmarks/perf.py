@@ -143,6 +143,9 @@ ROWS: list[Row] = [
      f"{r['commands']['p50_ms']:.2f} / {r['commands']['p99_ms']:.2f}"),
     ("  raw pymodbus p50 / p99, ms", "", lambda r: "-" if not r.get("commands") else
      f"{r['commands']['raw_p50_ms']:.2f} / {r['commands']['raw_p99_ms']:.2f}"),
+    ("  bridge CPU per command, µs (one at a time / 500 queued)", "",
+     lambda r: "-" if not r.get("commands") or "cpu_us_at_once" not in r["commands"] else
+     f"{r['commands']['cpu_us_sequential']:.0f} / {r['commands']['cpu_us_at_once']:.0f}"),
     ("500 requests at once", "≥60% of raw", _at_once),
     ("10,000-command burst intake", "≥3,000/s", _burst),
     ("wire-timed serial 9600 8E1", "≥97% of wire", _wire(9600)),
