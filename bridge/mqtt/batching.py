@@ -31,6 +31,8 @@ _CHUNK = 4096
 
 class BatchingSocket:
     def __init__(self, sock: Any, loop: asyncio.AbstractEventLoop) -> None:
+        if sock is None:
+            raise ValueError("no socket to wrap")
         self._sock = sock
         self._loop = loop
         self._in = b""

@@ -245,7 +245,10 @@ class MqttLink:
                     # After the handshake (the executor thread paho connects in is done
                     # with the socket): from here on only this event loop uses it.
                     pc = client._client
+                    if pc._sock is None:  # closed again right after the CONNACK
+                        raise aiomqtt.MqttError("connection lost just after connecting")
                     pc._sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
+                    _write_in_loop(client)
                     self._outbox.attach(pc, pc._sock, self._receive_maximum)
                     self._client = client
                     for topic in self.subscriptions:
@@ -350,6 +353,36 @@ def _raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+def _write_in_loop(client: aiomqtt.Client) -> None:
+    """paho's own packets (PUBACKs for commands, SUBSCRIBE, PINGREQ) written on the next
+    loop turn. aiomqtt registers a writer for each through call_soon_threadsafe: a
+    self-pipe write and two epoll changes per packet, for a socket (BatchingSocket)
+    whose send never blocks. Only after the handshake: paho connects in a thread."""
+    pc = client._client
+    loop = asyncio.get_running_loop()
+    if pc._sock is not None:  # nothing of aiomqtt's may stay registered
+        loop.remove_writer(pc._sock.fileno())
+    scheduled = False
+
+    def write() -> None:
+        nonlocal scheduled
+        scheduled = False
+        try:
+            pc.loop_write()
+        except Exception as exc:  # a broken connection, as aiomqtt's own writer does
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+    def register_write(*_: Any) -> None:
+        nonlocal scheduled
+        if not scheduled:
+            scheduled = True
+            loop.call_soon(write)
+
+    pc.on_socket_register_write = register_write
+    pc.on_socket_unregister_write = lambda *_: None
 
 
 class _Inbox(asyncio.Queue[aiomqtt.Message]):
