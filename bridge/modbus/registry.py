@@ -57,7 +57,7 @@ class ModbusClientWrapper:
         self.registered_devices: set[str] = set()
         self.connected_devices: set[str] = set()
         self._lock = asyncio.Lock()
-        self.bus = bus or Bus(identifier, client, self.open)
+        self.bus = bus or Bus(identifier, client, self.open_once)
 
     async def open(self) -> None:
         """Open the transport if it is closed; raises PortUnavailable with the reason."""
@@ -68,6 +68,13 @@ class ModbusClientWrapper:
         if not await self.client.connect() or not self.client.connected:
             raise PortUnavailable(f"{self.identifier}: cannot open (connection refused or"
                                   " no such device)")
+
+    async def open_once(self) -> None:
+        """The bus's opener: under the same lock as connect_async, so a command that
+        arrives while a device is still connecting waits for that open instead of
+        starting a second one (which failed it with port_unavailable)."""
+        async with self._lock:
+            await self.open()
 
     async def connect_async(self, device_id: str) -> None:
         """Connect the device to the transport; raises PortUnavailable if it cannot open."""
@@ -184,7 +191,7 @@ class ClientRegistry:
         client.set_max_no_responses(NEVER_CLOSE)
         guard_frames(client, transport.key, LogBudget(burst=10, period=60.0))
         wrapper = ModbusClientWrapper(transport.key, client, transport=transport)
-        wrapper.bus = Bus(transport.key, client, wrapper.open, queue_size=self.queue_size,
+        wrapper.bus = Bus(transport.key, client, wrapper.open_once, queue_size=self.queue_size,
                           frame_gap=gap, backoff_max=self.backoff_max, units=transport.units,
                           gone=_vanished(transport.port)
                           if isinstance(transport, SerialLine) else None)

@@ -185,3 +185,16 @@ def test_bad_transport_settings_are_typed_errors(make, field):
 def test_seed_entry_point_refuses_bad_settings_before_opening_anything():
     with pytest.raises(InvalidRequest, match="parity"):
         seed_api.register_shared_client("/dev/ttyUSB0", "Q", 9600, "meter")
+
+
+async def test_a_command_during_the_first_open_waits_for_it(registry, serial_of, line):
+    """At start-up a device is still connecting when the first command arrives: the
+    bus's open waits for that one instead of opening the port a second time (which
+    answered the command port_unavailable and delayed the port's next open)."""
+    wrapper = registry.register(serial_of(), "m1")
+    for _ in range(5):
+        connecting = asyncio.create_task(wrapper.connect_async("m1"))
+        read = asyncio.create_task(wrapper.bus.read(1, Table.HOLDING, 0, 2, timeout=1.0))
+        await connecting
+        assert await read == [100, 101]
+        await wrapper.disconnect_async("m1")

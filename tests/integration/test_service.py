@@ -300,6 +300,9 @@ async def test_without_expiry_the_configured_deadline_applies(mosquitto, line):
     config["devices"][1]["poll_interval"] = 0  # meter2: commands only, so we count them
     async with running_bridge(config), probe(mosquitto.port) as p:
         await p.expect("modbus/bridge/state", lambda m: m.text == "online")  # subscribed
+        # meter1 (same line, polled) answering proves the port is open: `online` of the
+        # bridge alone does not, and a command racing the first open got port_unavailable.
+        await p.expect("modbus/meter1/availability", lambda m: m.text == "online")
         unit = line.unit(2)
         unit.mode, unit.delay = "slow", 0.2  # each read holds the line for 0.2 s
         before = unit.requests
