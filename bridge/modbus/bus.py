@@ -23,6 +23,8 @@ pymodbus client:
 The pymodbus calls themselves, and the translation of their failures into
 `errors.BusError` subclasses, are in `calls.py`; what a failure means for the
 unit is `core.availability.outcome_of`, shared with the device's availability.
+Its length (~330 lines, half of it this policy) is one state machine: the worker,
+the port's reopening and what each attempt's outcome does to the unit.
 """
 
 from __future__ import annotations

@@ -28,18 +28,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
-import paho.mqtt.properties as paho_properties
 from paho.mqtt.enums import MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from bridge.config.load import MqttSettings
 from bridge.core.payload import MAX_PAYLOAD
-from bridge.core.ratelimit import LogBudget, clip, held_note
+from bridge.core.ratelimit import LogBudget, held_note
 from bridge.mqtt.batching import BatchingSocket
+from bridge.mqtt.client_fixes import (
+    ClosingSSLSocket,
+    raise_if_cancelled,
+    tolerate_bad_publish,
+    write_in_loop,
+)
+from bridge.mqtt.inbox import Inbox
 from bridge.mqtt.outbox import Outbox, usable_topic
 
 log = logging.getLogger(__name__)
@@ -50,71 +54,7 @@ log = logging.getLogger(__name__)
 # for a long topic and properties (Response Topic, Correlation Data, User Properties):
 # a command slightly over the payload limit still arrives and is answered "too large".
 MAX_PACKET = MAX_PAYLOAD + 65536
-# Messages received and not yet taken up may hold at most this many bytes (payloads and
-# topics), whatever mqtt.inbox_size allows in number.
-INBOX_BYTES = 64 * 1024 * 1024
 PUBLISH_TIMEOUT = 10.0  # seconds publish() waits for an acknowledgement
-
-
-def _read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
-    """paho's readUTF without its U+FEFF check.
-
-    paho refuses U+FEFF in a v5 string property as a malformed packet and drops the
-    connection, although MQTT 5.0 1.5.4 [MQTT-1.5.4-3] only says a receiver must not
-    strip it: it is valid UTF-8 that mosquitto forwards. One command with a BOM in
-    its Response Topic or a User Property would take the bridge off the broker
-    (and, retained, at every reconnect). The other checks stay as paho has them.
-    """
-    if maxlen < 2:
-        raise MalformedPacket("Not enough data to read string length")
-    length = int.from_bytes(buffer[:2], "big")
-    if length > maxlen - 2:
-        raise MalformedPacket("Length delimited string too long")
-    try:
-        text = bytes(buffer[2:2 + length]).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedPacket(f"invalid UTF-8: {exc.reason}") from None
-    if "\0" in text:
-        raise MalformedPacket("[MQTT-1.5.4-2] Null found in UTF-8 data")
-    return text, length + 2
-
-
-paho_properties.readUTF = _read_utf
-
-
-def _tolerate_bad_publish(client: paho.Client, budget: LogBudget) -> None:
-    """A PUBLISH that paho cannot decode is acknowledged and ignored with one log line,
-    instead of ending the connection (paho answers a malformed packet by dropping it,
-    and the broker would deliver a retained one again at every reconnect)."""
-    handle = client._handle_publish
-
-    def handle_publish() -> MQTTErrorCode:
-        try:
-            return handle()
-        except Exception as exc:
-            packet = client._in_packet
-            qos, topic, mid = _publish_header(packet["command"], packet["packet"])
-            held = budget.take("bad-publish")
-            if held is not None:
-                log.warning("ignored a message on %s that could not be decoded (%s)%s",
-                            clip(topic), clip(str(exc) or type(exc).__name__),
-                            held_note(held))
-            if qos == 1:
-                return client._send_puback(mid)
-            if qos == 2:  # paho answers the PUBREL of an unknown id with PUBCOMP
-                return client._send_pubrec(mid)
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    client._handle_publish = handle_publish  # type: ignore[method-assign]
-
-
-def _publish_header(command: int, packet: bytes | bytearray) -> tuple[int, str, int]:
-    """QoS, topic (for the log) and packet id of a PUBLISH, read without its properties."""
-    qos = (command & 0x06) >> 1
-    length = int.from_bytes(packet[:2], "big") if len(packet) >= 2 else 0
-    topic = bytes(packet[2:2 + length]).decode("utf-8", "replace")
-    mid = int.from_bytes(packet[2 + length:4 + length], "big") if qos else 0
-    return qos, topic, mid
 
 
 @dataclass(frozen=True)
@@ -152,7 +92,7 @@ class MqttLink:
         tls_context = None
         if s.tls is not None:
             tls_context = ssl.create_default_context(cafile=s.tls.ca_file)
-            tls_context.sslsocket_class = _ClosingSSLSocket
+            tls_context.sslsocket_class = ClosingSSLSocket
             if s.tls.cert_file:
                 tls_context.load_cert_chain(s.tls.cert_file, s.tls.key_file)
             if s.tls.insecure:
@@ -170,7 +110,7 @@ class MqttLink:
             tls_insecure=bool(s.tls and s.tls.insecure) if s.tls else None,
             timeout=10,
             properties=self._connect_properties(),
-            queue_type=_Inbox,
+            queue_type=Inbox,
             max_queued_incoming_messages=s.inbox_size,
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
@@ -181,7 +121,7 @@ class MqttLink:
         # aiomqtt warns once per publish while more than 10 await their PUBACK: a
         # command burst is normal work here, not worth ~100 log lines.
         client.pending_calls_threshold = 10_000
-        _tolerate_bad_publish(client._client, self._budget)
+        tolerate_bad_publish(client._client, self._budget)
         pc = client._client
 
         # Replaces aiomqtt's callback: nothing here publishes through aiomqtt.
@@ -241,14 +181,14 @@ class MqttLink:
             client = self._make_client()
             try:
                 async with client:
-                    _raise_if_cancelled()
+                    raise_if_cancelled()
                     # After the handshake (the executor thread paho connects in is done
                     # with the socket): from here on only this event loop uses it.
                     pc = client._client
                     if pc._sock is None:  # closed again right after the CONNACK
                         raise aiomqtt.MqttError("connection lost just after connecting")
                     pc._sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
-                    _write_in_loop(client)
+                    write_in_loop(client)
                     self._outbox.attach(pc, pc._sock, self._receive_maximum)
                     self._client = client
                     for topic in self.subscriptions:
@@ -260,7 +200,7 @@ class MqttLink:
                                  self.settings.port)
                     failures, delay = 0, self.settings.reconnect_min
                     await on_connect()
-                    _raise_if_cancelled()
+                    raise_if_cancelled()
                     taken = 0
                     async for message in client.messages:
                         on_message(_inbound(message))
@@ -343,97 +283,6 @@ class MqttLink:
             return True
         self._paho_acks[info.mid] = future
         return future
-
-
-def _raise_if_cancelled() -> None:
-    """Python 3.11's asyncio.wait_for (used by aiomqtt's connect and subscribe) loses a
-    cancellation that arrives just as the awaited future completes (CPython
-    gh-86296): the link then ran on, connected, after shutdown had cancelled it, and
-    the bridge never stopped. Honour such a swallowed cancel at the next step."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-def _write_in_loop(client: aiomqtt.Client) -> None:
-    """paho's own packets (PUBACKs for commands, SUBSCRIBE, PINGREQ) written on the next
-    loop turn. aiomqtt registers a writer for each through call_soon_threadsafe: a
-    self-pipe write and two epoll changes per packet, for a socket (BatchingSocket)
-    whose send never blocks. Only after the handshake: paho connects in a thread."""
-    pc = client._client
-    loop = asyncio.get_running_loop()
-    if pc._sock is not None:  # nothing of aiomqtt's may stay registered
-        loop.remove_writer(pc._sock.fileno())
-    scheduled = False
-
-    def write() -> None:
-        nonlocal scheduled
-        scheduled = False
-        try:
-            pc.loop_write()
-        except Exception as exc:  # a broken connection, as aiomqtt's own writer does
-            if not client._disconnected.done():
-                client._disconnected.set_exception(exc)
-
-    def register_write(*_: Any) -> None:
-        nonlocal scheduled
-        if not scheduled:
-            scheduled = True
-            loop.call_soon(write)
-
-    pc.on_socket_register_write = register_write
-    pc.on_socket_unregister_write = lambda *_: None
-
-
-class _Inbox(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's incoming queue, bounded (mqtt.inbox_size messages, INBOX_BYTES bytes).
-    paho acknowledges a QoS 1 message as it arrives, so a flood cannot be pushed back
-    to the broker; past the bound a message is dropped and counted here instead of
-    logged one by one."""
-
-    def __init__(self, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self.dropped = 0
-        self.size = 0  # bytes of the topics and payloads queued
-        self._budget = LogBudget(burst=1, period=60.0)  # the count says the rest
-
-    def put_nowait(self, item: aiomqtt.Message) -> None:
-        if self.full() or self.size + _weight(item) > INBOX_BYTES:
-            self.dropped += 1
-            if self._budget.take("flood") is not None:
-                log.warning("inbound flood: %d messages dropped unanswered on this "
-                            "connection (mqtt.inbox_size %d or %d MB is full)", self.dropped,
-                            self.maxsize, INBOX_BYTES >> 20)
-            return
-        super().put_nowait(item)
-
-    def _put(self, item: aiomqtt.Message) -> None:
-        self.size += _weight(item)
-        super()._put(item)
-
-    def _get(self) -> aiomqtt.Message:
-        item: aiomqtt.Message = super()._get()
-        self.size -= _weight(item)
-        return item
-
-
-def _weight(message: aiomqtt.Message) -> int:
-    payload = message.payload
-    size = len(payload) if isinstance(payload, bytes | bytearray | str) else 16
-    return size + len(message.topic.value) + 64
-
-
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """Closes itself when the TLS handshake fails: paho leaves the socket of a failed
-    handshake (e.g. a certificate that does not verify) to the garbage collector, one
-    file descriptor per reconnect attempt until then."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
 
 
 def _inbound(message: aiomqtt.Message) -> Inbound:
