@@ -54,12 +54,7 @@ class Router:
         if inbound is None or inbound.device not in self.runners or \
                 inbound.device in self.claims.refused:
             return  # a refused device's commands are the other instance's to answer
-        if message.retain:
-            # A retained command would run again at every reconnect.
-            held = self._budget.take("retained")
-            if held is not None:
-                log.warning("dropped a retained message on %s (commands must not be "
-                            "retained)%s", clip(message.topic), held_note(held))
+        if self._retained(message):
             return
         runner = self.runners[inbound.device]
         started = time.monotonic()
@@ -101,12 +96,18 @@ class Router:
                                    duration_ms=_ms(started))
         await self._answer(message, self.topics.response(runner.id), body)
 
+    def _retained(self, message: Inbound) -> bool:
+        """A retained command would run again at every reconnect: drop it, say so."""
+        if not message.retain:
+            return False
+        held = self._budget.take("retained")
+        if held is not None:
+            log.warning("dropped a retained message on %s (commands must not be "
+                        "retained)%s", clip(message.topic), held_note(held))
+        return True
+
     async def _bridge_request(self, message: Inbound) -> None:
-        if message.retain:
-            held = self._budget.take("retained")
-            if held is not None:
-                log.warning("dropped a retained message on %s (commands must not be "
-                            "retained)%s", clip(message.topic), held_note(held))
+        if self._retained(message):
             return
         body = await self.bridge_requests.handle(message.payload)
         await self._answer(message, self.topics.bridge_response, body)
