@@ -196,7 +196,7 @@ class Bridge:
         self._spawn(self._after_connect(), "sync")
 
     async def _after_connect(self) -> None:
-        await self.instances.sync(self._publish_bytes)
+        await self.instances.sync(self.publish)
         await self.publish_info()
         if self.discovery is not None:
             await self.discovery.on_connect()  # before the states: HA has the entities
@@ -213,9 +213,6 @@ class Bridge:
             await self.runners[dev_id].publish_availability()
         for dev_id in self.serving:
             await self.runners[dev_id].publish_state(force_points=True)
-
-    async def _publish_bytes(self, topic: str, payload: bytes) -> bool:
-        return await self.publish(topic, payload)
 
     async def publish_info(self) -> None:
         await self.publish(self.topics.bridge_info, results.to_json(self.info()), retain=True)

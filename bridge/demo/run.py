@@ -122,7 +122,8 @@ def start_broker(port: int, directory: Path) -> subprocess.Popen[bytes]:
 async def run_demo(port: int = DEFAULT_PORT, duration: float = 0) -> int:
     """Run the demo until Ctrl-C (or `duration` seconds); `port` 0 takes any free one."""
     with tempfile.TemporaryDirectory(prefix="modbus-bridge-demo-") as tmp:
-        port = free_port(port or 0) if port in (0, DEFAULT_PORT) else port
+        if port in (0, DEFAULT_PORT):  # the default, or any: a free one (1884 first)
+            port = free_port(port)
         broker = start_broker(port, Path(tmp))
         line = SimulatedLine(demo_units(), baudrate=19200, directory=tmp, name=LINE_NAME)
         inverter = SimUnit(1)

@@ -39,7 +39,6 @@ class DeviceRunner:
         self.poll_interval = poll_interval
         self.per_point_topics = per_point_topics
         self.availability = Availability(offline_after)
-        self._was_offline = False
         # A unit that flaps (three garbled replies, one good, ...) must not write two
         # lines per few polls: transitions are logged within a budget.
         self._budget = LogBudget(burst=10, period=60.0)
@@ -60,18 +59,16 @@ class DeviceRunner:
 
     async def record(self, error: BusError | None) -> None:
         """Account one transaction outcome; publish availability on transitions."""
+        previous = self.availability.online
         changed = self.availability.record(outcome_of(error))
         if changed is None:
             return
         held = self._budget.take("availability")
-        if held is None:
-            pass
-        elif changed and self._was_offline:
-            log.info("device %s is back online%s", self.id, held_note(held))
-        elif not changed:
+        if held is not None and not changed:
             reason = error.message if error is not None else "not answering"
             log.warning("device %s went offline: %s%s", self.id, reason, held_note(held))
-        self._was_offline = not changed
+        elif held is not None and previous is False:
+            log.info("device %s is back online%s", self.id, held_note(held))
         await self.publish_availability()
 
     async def publish_availability(self) -> None:
