@@ -68,7 +68,6 @@ class Topics:
         self.instance = instance or DEFAULT_INSTANCE
         self.explicit_instance = instance is not None
         self._prefix = base + "/"
-        self._depth = len(levels)
         self._bridge = f"{base}/{BRIDGE}" + (
             f"/{_check_level(instance, 'instance')}" if instance is not None else "")
         self.reply_prefix = reply_prefix
