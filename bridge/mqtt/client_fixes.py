@@ -21,7 +21,7 @@ from bridge.core.ratelimit import LogBudget, clip, held_note
 log = logging.getLogger("bridge.mqtt.link")  # one logger for the whole MQTT link
 
 
-def _read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
+def read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
     """paho's readUTF without its U+FEFF check.
 
     paho refuses U+FEFF in a v5 string property as a malformed packet and drops the
@@ -44,7 +44,7 @@ def _read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
     return text, length + 2
 
 
-paho_properties.readUTF = _read_utf
+paho_properties.readUTF = read_utf
 
 
 def tolerate_bad_publish(client: paho.Client, budget: LogBudget) -> None:

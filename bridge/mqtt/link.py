@@ -45,8 +45,10 @@ from bridge.mqtt.client_fixes import (
 )
 from bridge.mqtt.inbox import Inbox
 from bridge.mqtt.outbox import Outbox, usable_topic
+from bridge.mqtt.properties import install as install_publish_properties
 
 log = logging.getLogger(__name__)
+install_publish_properties()
 
 # Announced as the MQTT v5 Maximum Packet Size on CONNECT: the broker then never
 # sends the bridge a bigger packet (mosquitto drops it for this client), so memory

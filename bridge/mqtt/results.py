@@ -7,6 +7,7 @@ human sees in an MQTT client matches the documentation.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -30,8 +31,14 @@ def utc_timestamp(t: float | None = None) -> str:
     moment later than `t` (and never rolls over into `...60.000`).
     """
     ms = math.floor((time.time() if t is None else t) * 1000)
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return f"{_seconds(ms // 1000)}.{ms % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _seconds(seconds: int) -> str:
+    # Formatting a datetime was a tenth of the CPU of a command's answer; answers
+    # come many to a second.
+    return f"{_EPOCH + timedelta(seconds=seconds):%Y-%m-%dT%H:%M:%S}"
 
 
 def _duration(duration_ms: float) -> float:
@@ -89,9 +96,12 @@ def to_json(obj: Any) -> bytes:
     valid JSON input, so an echoed id can carry one) cannot be UTF-8 encoded:
     then the ASCII-escaped form is published, which is the same JSON value.
     """
-    plain = _plain(obj)
+    try:  # most answers are plain already: json checks that faster than _plain walks
+        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError):  # NaN/Infinity, a read-only mapping
+        text = json.dumps(_plain(obj), separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
     try:
-        return json.dumps(plain, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(plain, separators=(",", ":"), allow_nan=False).encode("ascii")
+        return json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False).encode("ascii")
