@@ -93,6 +93,28 @@ async def gateways(count: int, units: int, *, changing: bool, framer: str = "soc
     return servers
 
 
+@contextlib.asynccontextmanager
+async def helper_process(*args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m benchmarks.<args>` as its own process (a simulator, the wire emulator),
+    with pipes to talk to it; terminated on the way out."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+
+
+async def read_port(proc: asyncio.subprocess.Process) -> int:
+    """The first line a helper prints: the TCP port it listens on."""
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    return int(line.decode())
+
+
 async def stop_all(servers: Sequence[Gateway]) -> None:
     for gateway in servers:
         await gateway.server.shutdown()

@@ -1,21 +1,30 @@
 """A simulated Modbus TCP gateway in its own process, so a benchmark's client work
-(thousands of MQTT messages) cannot slow the device down: `python -m
-benchmarks.simserver UNITS` prints its port, then serves until terminated."""
+(thousands of MQTT messages) cannot slow the device down:
+
+    python -m benchmarks.simserver UNITS [--framer rtu] [--changing]
+
+prints its port, then serves units 1..UNITS until terminated (harness.simserver)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
 import signal
-import sys
 
 from benchmarks.harness import gateways
 
 
-async def main(units: int) -> None:
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("units", type=int, nargs="?", default=1)
+    parser.add_argument("--framer", default="socket", choices=("socket", "rtu"))
+    parser.add_argument("--changing", action="store_true",
+                        help="every register has a new value at every read")
+    args = parser.parse_args()
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    (gateway,) = await gateways(1, units, changing=False)
+    (gateway,) = await gateways(1, args.units, changing=args.changing, framer=args.framer)
     print(gateway.port, flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -25,4 +34,4 @@ async def main(units: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1))
+    asyncio.run(main())
