@@ -9,6 +9,7 @@ the largest single cost of the bridge. `BatchingSocket`:
   event-loop callback (a flood of commands must not hold the loop for long: the
   kernel keeps the rest and the socket stays readable); `pending()` tells aiomqtt's
   reader that buffered bytes remain (it already asks, for TLS sockets);
+  `take_packet()` hands over a whole packet at once (client_fixes.read_whole_packets);
 - `send(data)` appends to a buffer flushed once per event-loop iteration with one
   `send`; when the kernel's buffer is full (a stalled broker) the rest waits and
   is retried with a capped back-off, in order;
@@ -47,19 +48,48 @@ class BatchingSocket:
 
     def recv(self, bufsize: int) -> bytes:
         self._raise_error()
-        if self._pos >= len(self._in):
-            if self._refilled and not self._inner_pending():
-                raise BlockingIOError  # paho stops reading; the loop calls us again
-            data = self._sock.recv(_CHUNK)  # BlockingIOError / SSLWantReadError: to paho
-            if not data:
-                return b""
-            self._in, self._pos = data, 0
-            if not self._refilled:
-                self._refilled = True
-                self._loop.call_soon(self._next_turn)
+        if self._pos >= len(self._in) and not self._fill():
+            return b""
         chunk = self._in[self._pos:self._pos + bufsize]
         self._pos += len(chunk)
         return chunk
+
+    def take_packet(self) -> tuple[int, bytes] | None:
+        """One whole MQTT packet from the buffer, refilled as `recv` does: its first
+        byte and its body (after the remaining length). None, consuming nothing, when
+        the buffer does not hold all of it (or at end of stream): paho's byte-by-byte
+        reading then takes over."""
+        self._raise_error()
+        if self._pos >= len(self._in) and not self._fill():
+            return None
+        buf, start = self._in, self._pos
+        length, shift, pos = 0, 0, start + 1
+        while True:
+            if pos >= len(buf) or pos - start > 4:
+                return None  # cut off here, or a malformed length paho will judge
+            byte = buf[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+        if pos + length > len(buf):
+            return None
+        self._pos = pos + length
+        return buf[start], buf[pos:pos + length]
+
+    def _fill(self) -> bool:
+        """Refill the empty buffer with one `recv`; False at end of stream."""
+        if self._refilled and not self._inner_pending():
+            raise BlockingIOError  # paho stops reading; the loop calls us again
+        data = self._sock.recv(_CHUNK)  # BlockingIOError / SSLWantReadError: to paho
+        if not data:
+            return False
+        self._in, self._pos = data, 0
+        if not self._refilled:
+            self._refilled = True
+            self._loop.call_soon(self._next_turn)
+        return True
 
     def _next_turn(self) -> None:
         self._refilled = False

@@ -40,6 +40,7 @@ from bridge.mqtt.batching import BatchingSocket
 from bridge.mqtt.client_fixes import (
     ClosingSSLSocket,
     raise_if_cancelled,
+    read_whole_packets,
     tolerate_bad_publish,
     write_in_loop,
 )
@@ -189,7 +190,8 @@ class MqttLink:
                     pc = client._client
                     if pc._sock is None:  # closed again right after the CONNACK
                         raise aiomqtt.MqttError("connection lost just after connecting")
-                    pc._sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
+                    pc._sock = sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
+                    read_whole_packets(pc, sock)
                     write_in_loop(client)
                     self._outbox.attach(pc, pc._sock, self._receive_maximum)
                     self._client = client
