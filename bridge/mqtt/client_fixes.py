@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import struct
 from typing import Any
 
 import aiomqtt
@@ -15,11 +16,14 @@ import paho.mqtt.client as paho
 import paho.mqtt.properties as paho_properties
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
+from paho.mqtt.packettypes import PacketTypes
 
 from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.mqtt.batching import BatchingSocket
 
 log = logging.getLogger("bridge.mqtt.link")  # one logger for the whole MQTT link
+_PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
+PUBACK = PacketTypes.PUBACK << 4
 
 
 def read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
@@ -117,6 +121,19 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket) -> None:
         return rc
 
     client._packet_read = packet_read  # type: ignore[method-assign]
+
+
+def acknowledge_at_once(client: paho.Client, sock: BatchingSocket) -> None:
+    """paho queues the PUBACK of each command (a lock, its packet deque, a write
+    registration and a loop callback to write it) on its way to a socket that batches
+    writes anyway: written to the socket directly. PUBACKs keep their order (all go
+    this way), which is all MQTT asks [MQTT-4.6.0-2]."""
+
+    def send_puback(mid: int) -> MQTTErrorCode:
+        sock.send(_PUBACK.pack(PUBACK, 2, mid))
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    client._send_puback = send_puback  # type: ignore[method-assign]
 
 
 def raise_if_cancelled() -> None:

@@ -39,6 +39,7 @@ from bridge.core.ratelimit import LogBudget, held_note
 from bridge.mqtt.batching import BatchingSocket
 from bridge.mqtt.client_fixes import (
     ClosingSSLSocket,
+    acknowledge_at_once,
     raise_if_cancelled,
     read_whole_packets,
     tolerate_bad_publish,
@@ -192,6 +193,7 @@ class MqttLink:
                         raise aiomqtt.MqttError("connection lost just after connecting")
                     pc._sock = sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
                     read_whole_packets(pc, sock)
+                    acknowledge_at_once(pc, sock)
                     write_in_loop(client)
                     self._outbox.attach(pc, pc._sock, self._receive_maximum)
                     self._client = client
