@@ -27,7 +27,8 @@ from bridge.features.instances import Instances
 from bridge.features.metrics import MetricsServer
 from bridge.modbus.registry import ClientRegistry, ModbusClientWrapper
 from bridge.mqtt import results
-from bridge.mqtt.link import Inbound, MqttLink
+from bridge.mqtt.inbox import Inbound
+from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
 from bridge.router import Router
 

@@ -20,7 +20,7 @@ from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.device.runner import DeviceRunner
 from bridge.features.bridge_requests import BridgeRequests
 from bridge.mqtt import results
-from bridge.mqtt.link import Inbound
+from bridge.mqtt.inbox import Inbound
 from bridge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 
 from bridge.config.load import Config
 from bridge.features.homeassistant import Discovery, Entity
-from bridge.mqtt.link import Inbound
+from bridge.mqtt.inbox import Inbound
 from bridge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -24,10 +24,10 @@ import logging
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -45,7 +45,7 @@ from bridge.mqtt.client_fixes import (
     tolerate_bad_publish,
     write_in_loop,
 )
-from bridge.mqtt.inbox import Inbox
+from bridge.mqtt.inbox import Inbound, Inbox
 from bridge.mqtt.outbox import Outbox, usable_topic
 from bridge.mqtt.properties import install as install_publish_properties
 
@@ -59,18 +59,6 @@ install_publish_properties()
 # a command slightly over the payload limit still arrives and is answered "too large".
 MAX_PACKET = MAX_PAYLOAD + 65536
 PUBLISH_TIMEOUT = 10.0  # seconds publish() waits for an acknowledgement
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """A received message, free of aiomqtt types."""
-
-    topic: str
-    payload: bytes
-    retain: bool
-    response_topic: str | None = None
-    correlation_data: bytes | None = None
-    expiry: float | None = None  # MQTT v5 Message Expiry Interval, seconds
 
 
 class MqttLink:
@@ -87,6 +75,7 @@ class MqttLink:
         self._outbox = Outbox(settings.qos, self.v5)  # QoS 0/1 PUBLISH, straight out
         self._paho_acks: dict[int, asyncio.Future[int]] = {}  # QoS 2, through paho
         self._receive_maximum: int | None = None  # the broker's, from CONNACK
+        self._inbox = Inbox(settings.inbox_size)
         self.connected = asyncio.Event()
         self.connects = 0  # successful connections so far
         self._budget = LogBudget(burst=10, period=60.0)
@@ -114,8 +103,6 @@ class MqttLink:
             tls_insecure=bool(s.tls and s.tls.insecure) if s.tls else None,
             timeout=10,
             properties=self._connect_properties(),
-            queue_type=Inbox,
-            max_queued_incoming_messages=s.inbox_size,
             # Small messages otherwise stall ~40 ms per hop (Nagle + delayed ACK).
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             # The window is ours (_send/_drain, O(1) per PUBACK); paho's own scans all
@@ -154,8 +141,14 @@ class MqttLink:
             result: MQTTErrorCode = handle_ack(cmd)  # type: ignore[arg-type]
             return result
 
+        inbox = self._inbox = Inbox(s.inbox_size)  # a fresh one per connection
+
+        def on_message(c: Any, userdata: Any, message: paho.MQTTMessage) -> None:
+            inbox.put(_inbound(message))
+
         pc.on_connect = on_connect
         pc.on_publish = on_publish
+        pc.on_message = on_message
         pc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]
         return client
 
@@ -207,14 +200,7 @@ class MqttLink:
                     failures, delay = 0, self.settings.reconnect_min
                     await on_connect()
                     raise_if_cancelled()
-                    taken = 0
-                    async for message in client.messages:
-                        on_message(_inbound(message))
-                        taken += 1
-                        if taken % 64 == 0:
-                            # A queue that is never empty never suspends `async for`:
-                            # let the handlers (and polls) run between batches.
-                            await asyncio.sleep(0)
+                    await self._take(client, on_message)
             except aiomqtt.MqttError as exc:
                 failures += 1
                 # Every cause is logged (a message that drops the connection at each
@@ -234,6 +220,27 @@ class MqttLink:
                 self._paho_acks.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max)
+
+    async def _take(self, client: aiomqtt.Client, on_message: Callable[[Inbound], None]
+                    ) -> None:
+        """Hand every message to `on_message` until the connection ends (MqttError);
+        what arrived before the end is handed over first, as aiomqtt does."""
+        inbox, disconnected = self._inbox, client._disconnected
+        while True:
+            for _ in range(64):
+                message = inbox.take()
+                if message is None:
+                    break
+                on_message(message)
+            else:
+                # A queue that is never empty never waits: let the handlers (and polls)
+                # run between batches.
+                await asyncio.sleep(0)
+                continue
+            if disconnected.done():
+                raise aiomqtt.MqttError("Disconnected during message iteration") \
+                    from disconnected.exception()
+            await inbox.wait(disconnected)
 
     def post(self, topic: str, payload: bytes | str, *, retain: bool = False,
              correlation_data: bytes | None = None) -> bool:
@@ -291,17 +298,14 @@ class MqttLink:
         return future
 
 
-def _inbound(message: aiomqtt.Message) -> Inbound:
-    props = message.properties
+def _inbound(message: paho.MQTTMessage) -> Inbound:
+    props = getattr(message, "properties", None)
     response_topic = getattr(props, "ResponseTopic", None) if props else None
     correlation = getattr(props, "CorrelationData", None) if props else None
     expiry = getattr(props, "MessageExpiryInterval", None) if props else None
-    payload = message.payload
-    if isinstance(payload, str):
-        payload = payload.encode()
-    elif not isinstance(payload, bytes | bytearray):
-        payload = str(payload).encode() if payload is not None else b""
-    return Inbound(message.topic.value, bytes(payload), bool(message.retain),
+    # .topic raises on a topic that is not UTF-8: client_fixes.tolerate_bad_publish
+    # acknowledges and logs such a message.
+    return Inbound(message.topic, bytes(message.payload), bool(message.retain),
                    response_topic or None, correlation, float(expiry) if expiry else None)
 
 

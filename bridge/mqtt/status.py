@@ -10,7 +10,8 @@ import os
 
 from bridge.config.load import MqttSettings
 from bridge.core.errors import PortUnavailable
-from bridge.mqtt.link import Inbound, MqttLink
+from bridge.mqtt.inbox import Inbound
+from bridge.mqtt.link import MqttLink
 from bridge.mqtt.topics import Topics
 
 

@@ -14,7 +14,8 @@ import logging
 import pytest
 
 from bridge.config.load import MqttSettings
-from bridge.mqtt.link import Inbound, MqttLink
+from bridge.mqtt.inbox import Inbound
+from bridge.mqtt.link import MqttLink
 
 
 def _remaining(length: int) -> bytes:

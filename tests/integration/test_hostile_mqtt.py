@@ -15,7 +15,8 @@ from paho.mqtt.properties import Properties
 
 from bridge.core.payload import MAX_PAYLOAD
 from bridge.modbus.simulator import SimulatedLine
-from bridge.mqtt.link import MAX_PACKET, Inbound
+from bridge.mqtt.inbox import Inbound
+from bridge.mqtt.link import MAX_PACKET
 from tests.broker import Mosquitto, Probe, probe
 from tests.conftest import TcpGateway, wait_until
 from tests.e2e import make_config, points_meter, running_bridge

@@ -122,26 +122,23 @@ async def test_bursts_of_10000_commands(mosquitto: Mosquitto, bridge: Bridge) ->
     print(f"test body {time.monotonic() - started:.1f} s")
 
 
-async def test_a_flood_beyond_the_inbox_is_dropped_counted_and_survived(
+async def test_a_flood_is_read_at_the_pace_it_is_answered(
         mosquitto: Mosquitto, line: SimulatedLine, gateway: TcpGateway,
         caplog: pytest.LogCaptureFixture) -> None:
-    """mqtt.inbox_size bounds what waits unread: a flood past it loses commands (logged
-    with a count, never one line each) instead of memory, and the bridge carries on."""
+    """The bridge reads one socket buffer per loop turn and hands on all it read in the
+    same turn, so a flood waits in the broker (and the kernel), not in the bridge: with
+    the smallest inbox (mqtt.inbox_size 100, a backstop, tests/unit/test_inbox.py) a
+    burst of 3,000 commands is answered in full, each once, and the bridge carries on.
+    (Through aiomqtt's message iterator, one message per loop turn, the inbox filled and
+    commands were dropped.)"""
     config = load_config(mosquitto.port, line.path, gateway.port)
     config["mqtt"]["inbox_size"] = 100
     flood = 3000
     async with running_bridge(config) as bridge, probe(mosquitto.port) as watcher:
         await watcher.expect("modbus/meter1/availability", lambda m: m.text == "online")
-        report = await burst(mosquitto.port, flood, answer_timeout=8.0)  # the dropped never come
-        answered = [rid for rid, answers in report.replies.items() if answers]
-        dropped = flood - len(answered)
-        print(f"flood of {flood}: {len(answered)} answered, {dropped} dropped")
-        assert 0 < dropped < flood
-        assert all(len(report.replies[rid]) == 1 for rid in answered)  # never twice
-        warnings = [r.getMessage() for r in caplog.records
-                    if r.name == "bridge.mqtt.link" and "inbound flood" in r.getMessage()]
-        assert warnings and len(warnings) <= 1 + dropped // 1000
-        assert "messages dropped unanswered" in warnings[0]
+        report = await burst(mosquitto.port, flood, answer_timeout=60.0)
+        assert not report.problems()
+        assert not [r for r in caplog.records if "inbound flood" in r.getMessage()]
         # Once the flood's commands have left the queue (meter1 may hold only its share
         # of it meanwhile, so a command could be busy), it serves as before.
         await wait_until(lambda: all(w.bus.queue_depth == 0
