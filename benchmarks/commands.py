@@ -1,31 +1,34 @@
 """Commands: MQTT v5 request -> reply against raw pymodbus on the same instant TCP
-device (sequential latency, and 500 at once), and the 10,000-command burst intake of
-benchmarks/burst.py, each against the bridge as its own process."""
+device (sequential latency, and 500 at once), against the bridge as its own process.
+The burst intake is benchmarks/intake.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pymodbus.client import AsyncModbusTcpClient
 
-from benchmarks.harness import REPO, bridge_process, broker, cpu_seconds, percentile
+from benchmarks.harness import (
+    REPO,
+    bridge_process,
+    broker,
+    cpu_seconds,
+    helper_process,
+    percentile,
+    read_port,
+)
 
 REGISTERS = 10
 
@@ -108,42 +111,54 @@ async def replies(port: int, topic: str) -> AsyncIterator[Replies]:
                 await task
 
 
-async def run_commands(src: Path = REPO, sequential: int = 500, at_once: int = 500
-                       ) -> CommandResult:
+async def run_commands(src: Path = REPO, sequential: int = 1000, at_once: int = 500,
+                       rounds: int = 3) -> CommandResult:
+    """Raw pymodbus and the bridge take turns, request by request (and batch by batch
+    for `at_once`), so both see the same machine: measured one after the other, a
+    change in the load of this shared machine between the two skewed the overhead."""
     with broker() as port:
         # The device in its own process: this one is busy sending and timing.
-        sim = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.simserver", "1", stdout=subprocess.PIPE,
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert sim.stdout is not None
-        gw_port = int((await sim.stdout.readline()).decode())
-        # A queue for all of them: `busy` answers would flatter the rate.
-        config = {"mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench-bridge"},
-                  "bus": {"queue_size": 2 * at_once},
-                  "devices": [{"id": "dev", "tcp": {"host": "127.0.0.1", "port": gw_port},
-                               "unit": 1, "poll_interval": 0, "timeout": 1.0,
-                               "datapoints": [{"name": "r0", "table": "holding",
-                                               "address": 0, "type": "uint16"}]}]}
-        try:
-            raw_seq, raw_rate = await _raw(gw_port, sequential, at_once)
-            async with bridge_process(config, src) as bridge, \
+        async with helper_process("benchmarks.simserver", "1") as sim:
+            gw_port = await read_port(sim)
+            # A queue for all of them: `busy` answers would flatter the rate.
+            config = {"mqtt": {"host": "127.0.0.1", "port": port, "client_id": "bench-bridge"},
+                      "bus": {"queue_size": 2 * at_once},
+                      "devices": [{"id": "dev", "tcp": {"host": "127.0.0.1", "port": gw_port},
+                                   "unit": 1, "poll_interval": 0, "timeout": 1.0,
+                                   "datapoints": [{"name": "r0", "table": "holding",
+                                                   "address": 0, "type": "uint16"}]}]}
+            async with _raw_client(gw_port) as raw, bridge_process(config, src) as bridge, \
                     replies(port, "modbus/dev/request") as r:
                 await _until_answering(r)
-                cpu0 = cpu_seconds(bridge.pid)
-                seq = [await r.ask(n) for n in range(sequential)]
-                cpu_seq = (cpu_seconds(bridge.pid) - cpu0) / sequential * 1e6
-                started, cpu0 = time.perf_counter(), cpu_seconds(bridge.pid)
-                done = await asyncio.gather(*(r.ask(100_000 + n) for n in range(at_once)),
-                                            return_exceptions=True)
-                answered = sum(not isinstance(d, BaseException) for d in done)
-                rate = answered / (time.perf_counter() - started)
-                cpu_at_once = (cpu_seconds(bridge.pid) - cpu0) / at_once * 1e6
-        finally:
-            sim.terminate()
-            await sim.wait()
+                for n in range(50):  # warm-up: imports, connections, caches
+                    await raw.one()
+                    await r.ask(n)
+                seq: list[float] = []
+                raw_seq: list[float] = []
+                cpu0 = cpu_seconds(bridge.pid)  # the bridge idles during the raw reads
+                for n in range(sequential):
+                    raw_seq.append(await raw.one())
+                    seq.append(await r.ask(n))
+                cpu_seq = cpu_seconds(bridge.pid) - cpu0
+                rates: list[float] = []
+                raw_rates: list[float] = []
+                cpu_at_once = 0.0
+                answered = 0
+                for k in range(rounds):
+                    raw_rates.append(await raw.batch(at_once))
+                    started, cpu0 = time.perf_counter(), cpu_seconds(bridge.pid)
+                    done = await asyncio.gather(
+                        *(r.ask(100_000 * (k + 1) + n) for n in range(at_once)),
+                        return_exceptions=True)
+                    ok = sum(not isinstance(d, BaseException) for d in done)
+                    rates.append(ok / (time.perf_counter() - started))
+                    answered += ok
+                    cpu_at_once += cpu_seconds(bridge.pid) - cpu0
     return CommandResult(statistics.median(seq), percentile(seq, 0.99),
                          statistics.median(raw_seq), percentile(raw_seq, 0.99),
-                         rate, raw_rate, answered, cpu_seq, cpu_at_once)
+                         statistics.median(rates), statistics.median(raw_rates),
+                         answered // rounds, cpu_seq / sequential * 1e6,
+                         cpu_at_once / (rounds * at_once) * 1e6)
 
 
 async def _until_answering(r: Replies, timeout: float = 30.0) -> None:
@@ -155,62 +170,34 @@ async def _until_answering(r: Replies, timeout: float = 30.0) -> None:
         except (TimeoutError, AssertionError):
             if time.monotonic() > end:
                 raise
-    # warm-up: the first commands pay for imports and connection set-up
 
 
-async def _raw(port: int, sequential: int, at_once: int) -> tuple[list[float], float]:
+class _Raw:
+    def __init__(self, client: AsyncModbusTcpClient) -> None:
+        self.client = client
+
+    async def one(self) -> float:
+        """One read; its latency in ms."""
+        started = time.perf_counter()
+        reply = await self.client.read_holding_registers(0, count=REGISTERS, device_id=1)
+        latency = (time.perf_counter() - started) * 1000
+        assert len(reply.registers) == REGISTERS
+        return latency
+
+    async def batch(self, count: int) -> float:
+        """`count` reads at once; reads/s."""
+        started = time.perf_counter()
+        await asyncio.gather(*(self.client.read_holding_registers(0, count=REGISTERS,
+                                                                  device_id=1)
+                               for _ in range(count)))
+        return count / (time.perf_counter() - started)
+
+
+@contextlib.asynccontextmanager
+async def _raw_client(port: int) -> AsyncIterator[_Raw]:
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
     await client.connect()
     try:
-        for _ in range(20):
-            await client.read_holding_registers(0, count=REGISTERS, device_id=1)
-        latencies = []
-        for _ in range(sequential):
-            started = time.perf_counter()
-            reply = await client.read_holding_registers(0, count=REGISTERS, device_id=1)
-            latencies.append((time.perf_counter() - started) * 1000)
-            assert len(reply.registers) == REGISTERS
-        started = time.perf_counter()
-        await asyncio.gather(*(client.read_holding_registers(0, count=REGISTERS, device_id=1)
-                               for _ in range(at_once)))
-        return latencies, at_once / (time.perf_counter() - started)
+        yield _Raw(client)
     finally:
         client.close()
-
-
-# -- the burst ---------------------------------------------------------------------------
-
-
-@dataclass
-class BurstResult:
-    commands: int
-    answered_per_s: float  # every answer in, over the whole burst (deadlines included)
-    sent_per_s: float  # the client's publishing, acknowledged by the broker
-    problems: list[str]
-    codes: dict[str, int]
-
-
-async def run_burst(src: Path = REPO, count: int = 10_000) -> BurstResult:
-    """benchmarks/burst.py's burst (two units on a simulated RS-485 line, a TCP device,
-    a unit that never answers), against the bridge as its own process."""
-    from benchmarks.burst import HEALTHY, burst, load_config
-    from bridge.modbus.simulator import SimulatedLine
-    from tests.broker import probe
-    from tests.conftest import TcpGateway, meter_unit
-
-    with broker() as port, tempfile.TemporaryDirectory():
-        gateway = TcpGateway([meter_unit(1), meter_unit(2)])
-        await gateway.start()
-        try:
-            async with SimulatedLine([meter_unit(1), meter_unit(2)]) as line:
-                config: dict[str, Any] = load_config(port, line.path, gateway.port)
-                async with probe(port, subscribe="modbus/+/availability") as watcher, \
-                        bridge_process(config, src):
-                    for device in HEALTHY:
-                        await watcher.expect(f"modbus/{device}/availability",
-                                             lambda m: m.text == "online", timeout=30)
-                    report = await burst(port, count)
-        finally:
-            await gateway.stop()
-    return BurstResult(count, report.rate, count / max(report.publish_s, 1e-9),
-                       report.problems(), dict(report.totals()))

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,38 @@ async def counting(port: int, topic: str = "#", qos: int = 0) -> AsyncIterator[M
         yield counter
     finally:
         await counter.stop()
+
+
+def wakeup_us(rounds: int = 2000) -> float:
+    """Median round trip, in µs, of one byte between two processes over a socket pair:
+    the cost of waking a process on another core, which every hop of a command pays
+    (client, broker, bridge, device, and back). On this virtual machine it swung
+    between ~100 µs and over a millisecond with the host's load within one session
+    (the same processes on one core: ~14 µs): latency figures are read against it."""
+    cpus = sorted(os.sched_getaffinity(0))
+    a, b = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # the echo, on another core than the timer
+        os.sched_setaffinity(0, {cpus[-1]})
+        a.close()
+        with contextlib.suppress(OSError):
+            while data := b.recv(16):
+                b.send(data)
+        os._exit(0)
+    b.close()
+    os.sched_setaffinity(0, {cpus[0]})
+    times = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            a.send(b"x")
+            a.recv(16)
+            times.append(time.perf_counter() - started)
+    finally:
+        os.sched_setaffinity(0, cpus)
+        a.close()
+        os.waitpid(pid, 0)
+    return sorted(times)[rounds // 2] * 1e6
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

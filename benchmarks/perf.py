@@ -13,7 +13,7 @@ Scenarios: fleet (100 devices = 10 TCP gateways x 10 units x 50 uint16 datapoint
 polled every 1 s, all values changing, per-datapoint topics on), json (the same with
 per-datapoint topics off), static (values never change), qos0 (fleet with mqtt.qos 0),
 commands (MQTT v5 request -> reply vs raw pymodbus, sequential and 500 at once),
-burst (10,000 commands, benchmarks/burst.py), wire (the wire-timed serial guard at 9600
+burst (10,000 commands, benchmarks/intake.py), wire (the wire-timed serial guard at 9600
 and 38400 baud, benchmarks/wire.py). CPU is the bridge process's own CPU time over the
 measuring window, in % of one core.
 """
@@ -32,9 +32,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.commands import run_burst, run_commands
+from benchmarks.commands import run_commands
 from benchmarks.fleet import FleetResult, peer_source, run_fleet, run_peer
-from benchmarks.harness import REPO
+from benchmarks.harness import REPO, wakeup_us
+from benchmarks.intake import run_burst
 from benchmarks.wire import run_wire
 
 SCENARIOS = ("fleet", "json", "static", "qos0", "commands", "burst", "wire")
@@ -179,7 +180,8 @@ def machine() -> str:
     except OSError:
         pass
     return (f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}, "
-            f"load average {os.getloadavg()[0]:.1f} at start")
+            f"load average {os.getloadavg()[0]:.1f}, cross-process wake-up round trip "
+            f"{wakeup_us():.0f} µs (harness.wakeup_us)")
 
 
 async def main() -> None:
@@ -194,7 +196,8 @@ async def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     only = set(args.only.split(","))
-    print(f"machine: {machine()}", flush=True)
+    at_start = machine()
+    print(f"machine at start: {at_start}", flush=True)
     columns: dict[str, dict[str, Any]] = {}
     started = time.time()
     if args.baseline:
@@ -206,12 +209,13 @@ async def main() -> None:
     if args.peer:
         print("peer:", flush=True)
         peer = (await run_peer(peer_source(args.peer), window=args.window)).as_dict()
-    print()
+    at_end = machine()
+    print(f"\nmachine at end: {at_end}")
     print(table(columns, peer))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(
-        {"machine": machine(), "started": started, "columns": columns, "peer": peer or None},
-        indent=2) + "\n")
+        {"machine_at_start": at_start, "machine_at_end": at_end, "started": started,
+         "columns": columns, "peer": peer or None}, indent=2) + "\n")
     print(f"\nwritten: {args.json}")
 
 
