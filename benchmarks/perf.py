@@ -196,6 +196,7 @@ async def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
     only = set(args.only.split(","))
+    peer_dir = peer_source(args.peer) if args.peer else None  # a bad path fails now
     at_start = machine()
     print(f"machine at start: {at_start}", flush=True)
     columns: dict[str, dict[str, Any]] = {}
@@ -206,9 +207,9 @@ async def main() -> None:
     print(f"this tree ({REPO}):", flush=True)
     columns["this tree"] = await run_all(REPO, only, args.window)
     peer: dict[str, Any] | None = {}
-    if args.peer:
+    if peer_dir is not None:
         print("peer:", flush=True)
-        peer = (await run_peer(peer_source(args.peer), window=args.window)).as_dict()
+        peer = (await run_peer(peer_dir, window=args.window)).as_dict()
     at_end = machine()
     print(f"\nmachine at end: {at_end}")
     print(table(columns, peer))
