@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchmarks.burst import HEALTHY, MIX, Answer, BurstReport, load_config, plan
 from benchmarks.harness import REPO, bridge_process, broker, cpu_seconds, helper_process
@@ -66,14 +66,14 @@ async def run_burst(src: Path = REPO, count: int = 10_000, timeout: float = 60.0
                     await watcher.expect(f"modbus/{device}/availability",
                                          lambda m: m.text == "online", timeout=30)
                 ids = {f"{token}-{n}": device for n, device in enumerate(plan(count, MIX))}
-                async with _answers(port, reply_topic) as answers:
+                async with answers(port, reply_topic) as got:
                     started, cpu0 = time.perf_counter(), cpu_seconds(bridge.pid)
                     publish_s = await _publish(port, ids, reply_topic)
-                    await answers.until(2 * count, timeout - publish_s)
+                    await got.until(2 * count, timeout - publish_s)
                     total_s = time.perf_counter() - started
                     cpu = cpu_seconds(bridge.pid) - cpu0
-    report = BurstReport(count, publish_s, total_s, ids, answers.replies, answers.responses,
-                         [], answers.strays)
+    report = BurstReport(count, publish_s, total_s, ids, got.replies, got.responses, [],
+                         got.strays)
     return BurstResult(count, report.rate, count / max(publish_s, 1e-9), cpu / count * 1e6,
                        report.problems(), dict(report.totals()))
 
@@ -81,17 +81,11 @@ async def run_burst(src: Path = REPO, count: int = 10_000, timeout: float = 60.0
 async def _publish(port: int, ids: dict[str, str], reply_topic: str) -> float:
     """One `mosquitto_pub -l` per device, all at once; seconds until all are done (every
     command acknowledged by the broker)."""
-    lines = {device: "".join(json.dumps({"id": rid, "op": "read_holding_registers",
-                                         "address": 0, "count": 2}) + "\n"
-                             for rid, d in ids.items() if d == device).encode()
+    lines = {device: command_lines((rid for rid, d in ids.items() if d == device), 2)
              for device, _ in MIX}
     started = time.perf_counter()
-    procs = [await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
-        "-t", f"modbus/{device}/request", "-l",
-        "-D", "publish", "response-topic", reply_topic,
-        "-D", "publish", "correlation-data", CORRELATION, stdin=subprocess.PIPE)
-        for device in lines]
+    procs = [await publisher(port, f"modbus/{device}/request", reply_topic)
+             for device in lines]
     await asyncio.gather(*(proc.communicate(data)
                            for proc, data in zip(procs, lines.values(), strict=True)))
     if any(proc.returncode for proc in procs):
@@ -99,7 +93,25 @@ async def _publish(port: int, ids: dict[str, str], reply_topic: str) -> float:
     return time.perf_counter() - started
 
 
-class _Answers:
+def command_lines(ids: Iterable[str], registers: int) -> bytes:
+    """A `read_holding_registers` command per id, one per line."""
+    return "".join(json.dumps({"id": rid, "op": "read_holding_registers", "address": 0,
+                               "count": registers}) + "\n" for rid in ids).encode()
+
+
+async def publisher(port: int, topic: str, reply_topic: str) -> asyncio.subprocess.Process:
+    """`mosquitto_pub -l`: each line written to its stdin is a command (QoS 1, MQTT v5,
+    with a Response Topic and Correlation Data); it exits when stdin closes and all
+    are acknowledged."""
+    return await asyncio.create_subprocess_exec(
+        "mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
+        "-t", topic, "-l", "-D", "publish", "response-topic", reply_topic,
+        "-D", "publish", "correlation-data", CORRELATION, stdin=subprocess.PIPE)
+
+
+class Answers:
+    """Every answer `mosquitto_sub` printed, by command id and channel."""
+
     def __init__(self, reply_topic: str) -> None:
         self.reply_topic = reply_topic
         self.replies: dict[str, list[Answer]] = {}
@@ -137,8 +149,9 @@ class _Answers:
 
 
 @contextlib.asynccontextmanager
-async def _answers(port: int, reply_topic: str) -> Any:
-    answers = _Answers(reply_topic)
+async def answers(port: int, reply_topic: str) -> AsyncIterator[Answers]:
+    """`mosquitto_sub` on the reply topic and every `<base>/<device>/response`."""
+    got = Answers(reply_topic)
     proc = await asyncio.create_subprocess_exec(
         "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
         "-t", reply_topic, "-t", "modbus/+/response", "-F", "%t\t%D\t%p",
@@ -149,12 +162,12 @@ async def _answers(port: int, reply_topic: str) -> Any:
 
     async def read() -> None:
         async for raw in stream:
-            answers.take(raw.decode(errors="replace"))
+            got.take(raw.decode(errors="replace"))
 
     reader = asyncio.create_task(read())
     await asyncio.sleep(0.5)  # connected and subscribed
     try:
-        yield answers
+        yield got
     finally:
         proc.terminate()
         await proc.wait()
