@@ -22,8 +22,8 @@ from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.mqtt.batching import BatchingSocket
 
 log = logging.getLogger("bridge.mqtt.link")  # one logger for the whole MQTT link
-_PUBACK = struct.Struct("!BBH")  # type, remaining length 2, packet id
-PUBACK = PacketTypes.PUBACK << 4
+_ACK = struct.Struct("!BBH")  # packet type, remaining length 2, packet id
+_PUBACK = PacketTypes.PUBACK << 4
 
 
 def read_utf(buffer: bytes | bytearray, maxlen: int) -> tuple[str, int]:
@@ -130,7 +130,7 @@ def acknowledge_at_once(client: paho.Client, sock: BatchingSocket) -> None:
     this way), which is all MQTT asks [MQTT-4.6.0-2]."""
 
     def send_puback(mid: int) -> MQTTErrorCode:
-        sock.send(_PUBACK.pack(PUBACK, 2, mid))
+        sock.send(_ACK.pack(_PUBACK, 2, mid))
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     client._send_puback = send_puback  # type: ignore[method-assign]
