@@ -5,7 +5,8 @@ process against a real mosquitto on loopback, printed as one table and written a
 
 --baseline DIR  also run every scenario with the bridge from another source tree (a
                 checkout of an older commit: `git worktree add /tmp/base <commit>`), in
-                the same run, so both columns see the same machine load
+                the same run, each scenario for both trees back to back, so both
+                columns see the same machine load
 --peer DIR      a checkout (or git repository) of spicierModbus2mqtt, run on the same
                 fleet for comparison; without it that row says "not run"
 
@@ -42,38 +43,32 @@ SCENARIOS = ("fleet", "json", "static", "qos0", "commands", "burst", "wire")
 Row = tuple[str, str, Callable[[dict[str, Any]], str]]
 
 
-async def run_all(src: Path, only: set[str], window: float) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-
-    async def fleet(name: str, **kw: Any) -> None:
-        result: FleetResult = await run_fleet(name, src=src, window=window, **kw)
-        out[name] = result.as_dict()
+async def run_scenario(name: str, src: Path, window: float) -> dict[str, Any]:
+    """One scenario against the bridge from source tree `src`: its results by row key."""
+    fleets: dict[str, dict[str, Any]] = {"fleet": {}, "json": {"per_point": False},
+                                         "static": {"changing": False}, "qos0": {"qos": 0}}
+    if name in fleets:
+        result: FleetResult = await run_fleet(name, src=src, window=window, **fleets[name])
         print(f"  {name}: {result.published_per_s:.0f}/{result.expected_per_s:.0f} msg/s, "
               f"CPU {result.cpu_percent:.1f}%, RSS {result.rss_mb:.0f} MB", flush=True)
-
-    if "fleet" in only:
-        await fleet("fleet")
-    if "json" in only:
-        await fleet("json", per_point=False)
-    if "static" in only:
-        await fleet("static", changing=False)
-    if "qos0" in only:
-        await fleet("qos0", qos=0)
-    if "commands" in only:
+        return {name: result.as_dict()}
+    if name == "commands":
         commands = await run_commands(src)
-        out["commands"] = {**asdict(commands), "overhead_p50_ms": commands.overhead_p50_ms,
-                           "overhead_p99_ms": commands.overhead_p99_ms}
-        print(f"  commands: {out['commands']}", flush=True)
-    if "burst" in only:
-        out["burst"] = asdict(await run_burst(src))
-        print(f"  burst: {out['burst']}", flush=True)
-    if "wire" in only:
-        for baud in (9600, 38400):
-            wire = await run_wire(baud, src)
-            out[f"wire{baud}"] = {**asdict(wire), "of_limit": wire.of_limit}
-            print(f"  wire {baud}: {wire.registers_per_s:.0f} of {wire.limit_per_s:.0f} "
-                  "registers/s", flush=True)
-    return out
+        out = {**asdict(commands), "overhead_p50_ms": commands.overhead_p50_ms,
+               "overhead_p99_ms": commands.overhead_p99_ms}
+        print(f"  commands: {out}", flush=True)
+        return {"commands": out}
+    if name == "burst":
+        burst = asdict(await run_burst(src))
+        print(f"  burst: {burst}", flush=True)
+        return {"burst": burst}
+    wires: dict[str, Any] = {}
+    for baud in (9600, 38400):
+        wire = await run_wire(baud, src)
+        wires[f"wire{baud}"] = {**asdict(wire), "of_limit": wire.of_limit}
+        print(f"  wire {baud}: {wire.registers_per_s:.0f} of {wire.limit_per_s:.0f} "
+              "registers/s", flush=True)
+    return wires
 
 
 def _get(r: dict[str, Any], *path: str) -> Any:
@@ -200,13 +195,17 @@ async def main() -> None:
     peer_dir = peer_source(args.peer) if args.peer else None  # a bad path fails now
     at_start = machine()
     print(f"machine at start: {at_start}", flush=True)
-    columns: dict[str, dict[str, Any]] = {}
-    started = time.time()
+    trees = {"this tree": REPO}
     if args.baseline:
-        print(f"baseline ({args.baseline}):", flush=True)
-        columns["baseline"] = await run_all(Path(args.baseline).resolve(), only, args.window)
-    print(f"this tree ({REPO}):", flush=True)
-    columns["this tree"] = await run_all(REPO, only, args.window)
+        trees = {"baseline": Path(args.baseline).resolve(), **trees}
+    columns: dict[str, dict[str, Any]] = {name: {} for name in trees}
+    started = time.time()
+    # Scenario by scenario, each column right after the other: the load of a shared
+    # machine changes over the minutes a whole column takes.
+    for scenario in (s for s in SCENARIOS if s in only):
+        for name, src in trees.items():
+            print(f"{scenario}, {name} ({src}):", flush=True)
+            columns[name].update(await run_scenario(scenario, src, args.window))
     peer: dict[str, Any] | None = {}
     if peer_dir is not None:
         print("peer:", flush=True)
