@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import pymodbus.transaction.transaction as pymodbus_transaction
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from bridge.core.errors import (
@@ -145,6 +147,28 @@ async def transact(run: Call, client: Any, unit: int, timeout: float) -> Raw | N
         raise PortUnavailable(f"connection lost ({exc})") from None
     except ModbusException as exc:
         raise ModbusTimeout(f"unit {unit}: {exc}") from None
+
+
+class _PromptAsyncio:
+    """asyncio as pymodbus's transaction module sees it, with Python 3.12's wait_for.
+
+    pymodbus awaits each reply with `asyncio.wait_for`, which on 3.11 resumes the
+    waiting transaction one event-loop turn after the reply arrived (a callback sets
+    a second future): with 500 commands queued, other work ran in that turn before
+    the next request went out. 3.12's wait_for is `asyncio.timeout` around the await,
+    as here: the same TimeoutError on expiry, the awaited future cancelled with it."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def wait_for(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+
+if sys.version_info < (3, 12):
+    pymodbus_transaction.asyncio = _PromptAsyncio()  # type: ignore[assignment,attr-defined]
 
 
 def check_request(unit: int, units: range, address: int, count: int, most: int,
