@@ -9,7 +9,7 @@ import asyncio
 import logging
 import ssl
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -20,6 +20,9 @@ from paho.mqtt.packettypes import PacketTypes
 
 from bridge.core.ratelimit import LogBudget, clip, held_note
 from bridge.mqtt.batching import BatchingSocket
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import _InPacket
 
 log = logging.getLogger("bridge.mqtt.link")  # one logger for the whole MQTT link
 _ACK = struct.Struct("!BBH")  # packet type, remaining length 2, packet id
@@ -105,22 +108,24 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket) -> None:
             whole = None
         if whole is None:
             return read()
-        command, body = whole
-        client._in_packet = {"command": command, "have_remaining": 1, "remaining_count": [],
-                             "remaining_mult": 1, "remaining_length": len(body),
-                             "packet": bytearray(body), "to_process": 0, "pos": 0}
+        client._in_packet = _in_packet(*whole)
         try:
             rc = client._packet_handle()
         except MalformedPacket:  # as paho does
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-        client._in_packet = {"command": 0, "have_remaining": 0, "remaining_count": [],
-                             "remaining_mult": 1, "remaining_length": 0,
-                             "packet": bytearray(b""), "to_process": 0, "pos": 0}
+        client._in_packet = _in_packet()  # paho's state between packets
         with client._msgtime_mutex:
             client._last_bytes_received = paho.time_func()
         return rc
 
     client._packet_read = packet_read  # type: ignore[method-assign]
+
+
+def _in_packet(command: int = 0, body: bytes = b"") -> _InPacket:
+    """paho's record of the packet being read: a whole one, or (command 0) none."""
+    return {"command": command, "have_remaining": 1 if command else 0,
+            "remaining_count": [], "remaining_mult": 1, "remaining_length": len(body),
+            "packet": bytearray(body), "to_process": 0, "pos": 0}
 
 
 def acknowledge_at_once(client: paho.Client, sock: BatchingSocket) -> None:

@@ -54,8 +54,8 @@ class Inbox:
         if len(self._items) >= self.maxsize or self.size + weight > INBOX_BYTES:
             self.dropped += 1
             if self._budget.take("flood") is not None:
-                log.warning("inbound flood: %d messages dropped unanswered on this "
-                            "connection (mqtt.inbox_size %d or %d MB is full)", self.dropped,
+                log.warning("inbound flood: %d messages dropped unanswered since start "
+                            "(mqtt.inbox_size %d or %d MB is full)", self.dropped,
                             self.maxsize, INBOX_BYTES >> 20)
             return
         self._items.append(message)

@@ -75,6 +75,8 @@ class MqttLink:
         self._outbox = Outbox(settings.qos, self.v5)  # QoS 0/1 PUBLISH, straight out
         self._paho_acks: dict[int, asyncio.Future[int]] = {}  # QoS 2, through paho
         self._receive_maximum: int | None = None  # the broker's, from CONNACK
+        # Empty whenever a connection ends: run() hands every message on before it
+        # reconnects.
         self._inbox = Inbox(settings.inbox_size)
         self.connected = asyncio.Event()
         self.connects = 0  # successful connections so far
@@ -141,10 +143,8 @@ class MqttLink:
             result: MQTTErrorCode = handle_ack(cmd)  # type: ignore[arg-type]
             return result
 
-        inbox = self._inbox = Inbox(s.inbox_size)  # a fresh one per connection
-
         def on_message(c: Any, userdata: Any, message: paho.MQTTMessage) -> None:
-            inbox.put(_inbound(message))
+            self._inbox.put(_inbound(message))
 
         pc.on_connect = on_connect
         pc.on_publish = on_publish

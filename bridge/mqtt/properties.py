@@ -27,6 +27,7 @@ from bridge.mqtt.client_fixes import read_utf
 
 _TABLES = paho_properties.Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
 _BYTE, _INT2, _INT4, _VBI, _BINARY, _UTF8, _PAIR = range(7)  # paho's type indices
+_FIXED = {_BYTE: 1, _INT2: 2, _INT4: 4}  # sizes of the fixed-size types
 # identifier -> (attribute name, type, may repeat), for what a PUBLISH may carry
 _PUBLISH: dict[int, tuple[str, int, bool]] = {
     ident: (name.replace(" ", ""), _TABLES.properties[ident][0], ident in (11, 38))
@@ -102,7 +103,7 @@ def _value(buffer: bytes, pos: int, end: int, kind: int) -> tuple[Any, int]:
             return text, pos + used
         second, used2 = read_utf(buffer[pos + used:end], end - pos - used)
         return (text, second), pos + used + used2
-    size = {_BYTE: 1, _INT2: 2, _INT4: 4}[kind]
+    size = _FIXED[kind]
     if pos + size > end:
         raise MalformedPacket("A property value exceeds the property length")
     return int.from_bytes(buffer[pos:pos + size], "big"), pos + size
