@@ -16,7 +16,9 @@ Conventions (config.md):
   byte is ignored on reads and written as 0.
 - base1000 is two registers of one number, 1000 x high + low (read-only).
 - A `mask` is ANDed to the raw value before the value map lookup (the mask is a
-  number: 0xFF00 keeps the high byte, unshifted, as the SGr Java library does).
+  number: 0xFF00 keeps the high byte, unshifted, as the SGr Java library does). A
+  write changes only the bits inside the mask (`under_mask`: the device layer reads
+  the register first).
 
 Decoding never raises for what a device can send: a raw value outside the value
 map decodes to the raw number, a NaN or infinite float to None (JSON has no NaN).
@@ -75,6 +77,18 @@ def bytes_to_words(data: bytes, word_order: Order, byte_order: Order) -> list[in
 def set_bit(register: int, bit: int, on: bool) -> int:
     """`register` with one bit (0 = least significant) set or cleared."""
     return register | (1 << bit) if on else register & ~(1 << bit) & 0xFFFF
+
+
+def under_mask(point: Datapoint, current: Sequence[int], encoded: Sequence[int]) -> list[int]:
+    """The registers to write for a masked datapoint: `encoded`'s bits inside
+    `point.mask`, `current`'s (what the device holds now) outside it. The mask applies
+    to the value after byte and word order, as on reads."""
+    assert point.mask is not None
+    old = int.from_bytes(words_to_bytes(current, point.word_order, point.byte_order), "big")
+    new = int.from_bytes(words_to_bytes(encoded, point.word_order, point.byte_order), "big")
+    merged = old & ~point.mask | new & point.mask
+    return bytes_to_words(merged.to_bytes(2 * len(encoded), "big"), point.word_order,
+                          point.byte_order)
 
 
 # -- decode ---------------------------------------------------------------------

@@ -142,6 +142,12 @@ class Device:
                 # A flag inside a register: read-modify-write, other bits unchanged.
                 (current,) = await self.bus.read(self.unit, point.table, point.address, 1, **kw)
                 data = (codec.set_bit(int(current), point.bit, values_bool(data, point)),)
+            elif point.mask is not None:
+                # A field inside a register (a value map under a mask): likewise.
+                current_words = await self.bus.read(self.unit, point.table, point.address,
+                                                    point.count, **kw)
+                data = tuple(codec.under_mask(point, [int(w) for w in current_words],
+                                              [int(w) for w in data]))
             await self.bus.write(self.unit, point.table, point.address, data,
                                  single=len(data) == 1, **kw)
         # Write-only points cannot be read back: the result leaves them out.

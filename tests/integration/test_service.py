@@ -158,6 +158,24 @@ ERRORS = [
 ]
 
 
+async def test_a_masked_value_map_write_changes_only_its_bits(mosquitto, line):
+    """A field inside a register (a value map under a mask, as SGr EIDs declare with
+    hexMask): the write keeps the register's other bits, like a bit datapoint."""
+    config = make_config(mosquitto.port, line.path)
+    config["devices"][0]["datapoints"].append(
+        {"name": "stage", "table": "holding", "address": 7, "type": "uint16",
+         "mask": 0xFF00, "values": {0x0100: "one", 0x0200: "two", 0: "none"},
+         "writable": True})
+    line.unit(1).holding[7] = 0x0137  # the low byte is another field
+    async with running_bridge(config), probe(mosquitto.port) as p:
+        await p.expect("modbus/meter1/availability", lambda m: m.text == "online")
+        for label, stored in (("two", 0x0237), ("none", 0x0037), ("one", 0x0137)):
+            mark = p.mark()
+            await p.publish("modbus/meter1/set/stage", label)
+            response = (await p.expect("modbus/meter1/response", after=mark)).json()
+            assert response["ok"] is True and response["values"] == {"stage": label}
+            assert line.unit(1).holding[7] == stored, label
+
 @pytest.mark.parametrize(("payload", "code", "field"), ERRORS)
 async def test_every_request_error_is_typed_and_names_the_field(client, payload, code, field):
     response = await client.request("meter1", payload)

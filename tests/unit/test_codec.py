@@ -7,6 +7,7 @@ hypothesis round trips. The SGr commhandler bug regressions are at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pymodbus.client.mixin import ModbusClientMixin
 
-from bridge.core.codec import bytes_to_words, decode, encode, set_bit, words_to_bytes
+from bridge.core.codec import (
+    bytes_to_words,
+    decode,
+    encode,
+    set_bit,
+    under_mask,
+    words_to_bytes,
+)
 from bridge.core.errors import InvalidRequest, OutOfRange, RequestError
 from bridge.core.points import Datapoint, DataType, Order, Table
 
@@ -508,6 +516,35 @@ def test_value_map_signed_and_word_order() -> None:
     assert encode(point, "fault") == [0xFFFF, 0xFFFF]
     assert encode(point, "big") == [0x0000, 0x0001]
     assert encode(point, 65536) == [0x0000, 0x0001]
+
+
+
+def masked(type_: DataType, mask: int, values: Mapping[int, str], **kw: Any) -> Datapoint:
+    return dataclasses.replace(dp(type_, values=values, **kw), mask=mask)
+
+
+@pytest.mark.parametrize(("point", "current", "label", "written"), [
+    # the high byte is the field: the low byte (another field) stays
+    (masked(DataType.UINT16, 0xFF00, {0x0100: "one", 0x0200: "two", 0: "none"}),
+     [0x0137], "two", [0x0237]),
+    (masked(DataType.UINT16, 0xFF00, {0x0100: "one", 0x0200: "two", 0: "none"}),
+     [0xFFFF], "none", [0x00FF]),
+    # bits 4-5 only
+    (masked(DataType.UINT16, 0x0030, {0x10: "a", 0x20: "b"}), [0xABCF], "b", [0xABEF]),
+    # byte order swapped inside the word: the mask is on the value, as on reads
+    (masked(DataType.UINT16, 0xFF00, {0x0100: "one"}, byte_order=L), [0x3702], "one",
+     [0x3701]),
+    # uint8 lives in the low byte: the high byte is kept, not written as 0
+    (masked(DataType.UINT8, 0x0F, {0x03: "three"}), [0x12F0], "three", [0x12F3]),
+    # 32 bits, words swapped: the mask spans both words
+    (masked(DataType.UINT32, 0x00FF_0000, {0x0001_0000: "on"}, word_order=L),
+     [0xBEEF, 0x12FF], "on", [0xBEEF, 0x1201]),
+])
+def test_masked_write_keeps_the_bits_outside_the_mask(point: Datapoint, current: list[int],
+                                                      label: str, written: list[int]) -> None:
+    merged = under_mask(point, current, encode(point, label))
+    assert merged == written
+    assert decode(point, merged) == label  # and it reads back as written
 
 
 # -- limits ------------------------------------------------------------------------------
