@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -149,26 +149,31 @@ async def transact(run: Call, client: Any, unit: int, timeout: float) -> Raw | N
         raise ModbusTimeout(f"unit {unit}: {exc}") from None
 
 
-class _PromptAsyncio:
-    """asyncio as pymodbus's transaction module sees it, with Python 3.12's wait_for.
+class _OneTimeout(types.ModuleType):
+    """asyncio as pymodbus's transaction module sees it: its `wait_for` adds no timeout.
 
-    pymodbus awaits each reply with `asyncio.wait_for`, which on 3.11 resumes the
-    waiting transaction one event-loop turn after the reply arrived (a callback sets
-    a second future): with 500 commands queued, other work ran in that turn before
-    the next request went out. 3.12's wait_for is `asyncio.timeout` around the await,
-    as here: the same TimeoutError on expiry, the awaited future cancelled with it."""
+    Every transaction runs under `transact`'s timeout, the unit's own. pymodbus's
+    `wait_for` added a second one, its connect timeout (CONNECT_TIMEOUT, 3 s): a unit
+    configured with a longer timeout (a slow gateway) was cut off at 3 s. On Python
+    3.11 that `wait_for` also resumed the transaction one event-loop turn after the
+    reply arrived (a callback sets a second future): with commands queued, other work
+    ran in that turn before the next request went out. When `transact`'s timeout
+    expires, the awaited reply future is cancelled, as wait_for cancelled it.
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
+    The other names are asyncio's, copied: a `__getattr__` fallback failed a lookup
+    and built an AttributeError for each access, three per transaction."""
+
+    def __init__(self) -> None:
+        super().__init__("asyncio")
+        self.__dict__.update(vars(asyncio))
+        self.wait_for = self._wait_for
 
     @staticmethod
-    async def wait_for(awaitable: Awaitable[Any], timeout: float | None) -> Any:
-        async with asyncio.timeout(timeout):
-            return await awaitable
+    async def _wait_for(awaitable: Awaitable[Any], timeout: float | None) -> Any:
+        return await awaitable
 
 
-if sys.version_info < (3, 12):
-    pymodbus_transaction.asyncio = _PromptAsyncio()  # type: ignore[assignment,attr-defined]
+pymodbus_transaction.asyncio = _OneTimeout()  # type: ignore[attr-defined]
 
 
 def check_request(unit: int, units: range, address: int, count: int, most: int,

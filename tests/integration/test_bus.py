@@ -19,6 +19,7 @@ from bridge.core.errors import (
 from bridge.core.points import Table
 from bridge.modbus.bus import Priority
 from bridge.modbus.calls import char_time_gap
+from bridge.modbus.registry import CONNECT_TIMEOUT
 from tests.conftest import meter_unit, wait_until
 
 DEAD = 3  # no responder on the line
@@ -186,6 +187,17 @@ async def test_a_slow_unit_does_not_poison_the_next_reply(port, line):
     with pytest.raises(ModbusTimeout):
         await port.read(2, Table.HOLDING, 0, 2, timeout=0.15)
     assert await port.read(1, Table.HOLDING, 5, 2) == [105, 106]
+
+
+async def test_a_unit_timeout_longer_than_pymodbus_s_own_is_kept(port, line):
+    """pymodbus times out each reply after its connect timeout (3 s) on its own: a
+    gateway that needs 3.5 s, configured with timeout 4, got a timeout at 3 s."""
+    unit = line.unit(1)
+    unit.mode, unit.delay = "slow", CONNECT_TIMEOUT + 0.5
+    assert await port.read(1, Table.HOLDING, 0, 1, timeout=CONNECT_TIMEOUT + 1.5) == [100]
+    unit.mode, unit.delay = "slow", 0.5
+    with pytest.raises(ModbusTimeout, match="within 0.2 s"):  # and a short one still holds
+        await port.read(1, Table.HOLDING, 0, 1, timeout=0.2)
 
 
 async def test_unplug_fails_fast_and_replug_recovers_without_a_restart(port, line):
