@@ -9,6 +9,7 @@ import asyncio
 import logging
 import ssl
 import struct
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -90,14 +91,23 @@ def _publish_header(command: int, packet: bytes | bytearray) -> tuple[int, str, 
     return qos, topic, mid
 
 
-def read_whole_packets(client: paho.Client, sock: BatchingSocket) -> None:
+Shortcut = Callable[[int, bytes], bool]
+
+
+def read_whole_packets(client: paho.Client, sock: BatchingSocket,
+                       shortcuts: Mapping[int, Shortcut] | None = None) -> None:
     """paho reads a packet with a `recv` for its first byte, one per length byte and one
     for its body, each through two wrappers, and keeps the parts in a dict: with three
     packets per command (the command, the PUBACKs of its two answers) that was a sixth
     of the bridge's CPU per command. A packet the buffer holds whole is handed to
     paho's handler at once; otherwise (cut off, end of stream, an error) paho's own
-    reading goes on as before, and raises or reports what it finds."""
+    reading goes on as before, and raises or reports what it finds.
+
+    `shortcuts`, by packet type (PacketTypes.PUBLISH, ...), may take a whole packet
+    first, given its first byte and body: True when done with it, False to leave it
+    to paho's handler."""
     read = client._packet_read
+    shortcuts = shortcuts or {}
 
     def packet_read() -> MQTTErrorCode:
         if client._in_packet["command"] != 0:
@@ -108,14 +118,18 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket) -> None:
             whole = None
         if whole is None:
             return read()
-        client._in_packet = _in_packet(*whole)
+        with client._msgtime_mutex:
+            client._last_bytes_received = paho.time_func()
+        command, body = whole
+        shortcut = shortcuts.get(command >> 4)
+        if shortcut is not None and shortcut(command, body):
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        client._in_packet = _in_packet(command, body)
         try:
             rc = client._packet_handle()
         except MalformedPacket:  # as paho does
             rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
         client._in_packet = _in_packet()  # paho's state between packets
-        with client._msgtime_mutex:
-            client._last_bytes_received = paho.time_func()
         return rc
 
     client._packet_read = packet_read  # type: ignore[method-assign]

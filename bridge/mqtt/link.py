@@ -27,8 +27,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
+import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MQTTException
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -144,13 +146,48 @@ class MqttLink:
             return result
 
         def on_message(c: Any, userdata: Any, message: paho.MQTTMessage) -> None:
-            self._inbox.put(_inbound(message))
+            # QoS 2, and what _publish_taker leaves to paho (.topic raises on a topic
+            # that is not UTF-8: client_fixes.tolerate_bad_publish acknowledges and
+            # logs such a message).
+            self._inbox.put(_inbound(message.topic, message.payload, message.retain,
+                                     getattr(message, "properties", None)))
 
         pc.on_connect = on_connect
         pc.on_publish = on_publish
         pc.on_message = on_message
         pc._handle_pubackcomp = handle_pubackcomp  # type: ignore[method-assign]
         return client
+
+    def _publish_taker(self, pc: paho.Client) -> Callable[[int, bytes], bool]:
+        """A QoS 0/1 PUBLISH straight into the inbox (client_fixes.read_whole_packets).
+        paho's handler builds an MQTTMessage (with a threading Condition) per message,
+        formats two debug log calls, takes its callback lock and walks its topic
+        matcher. Decoded by paho's own decoder; what does not decode cleanly, and QoS
+        2, is left to paho's handler, which decodes it again and reports, drops or
+        acknowledges it as before."""
+        protocol, put, puback = pc._protocol, self._inbox.put, pc._send_puback
+
+        def take(command: int, body: bytes) -> bool:
+            if command & 0x06 == 0x06 or command & 0x06 == 0x04:  # QoS 2, or invalid
+                return False
+            try:
+                packet = paho_packet.decode_publish(command, body, protocol)
+                message = _inbound(packet.topic.decode("utf-8"), packet.payload,
+                                   packet.retain, packet.properties)
+            except (MQTTException, UnicodeDecodeError):
+                return False
+            put(message)
+            if packet.qos:
+                puback(packet.mid)
+            return True
+
+        return take
+
+    def _take_puback(self, command: int, body: bytes) -> bool:
+        """A PUBACK of ours (outbox.py) without paho's packet record and dispatch:
+        two bytes of packet id, and the v5 reason code if any."""
+        return command == PacketTypes.PUBACK << 4 and len(body) >= 2 and \
+            self._outbox.acknowledged(body[0] << 8 | body[1], body[2] if len(body) > 2 else 0)
 
     def _connect_properties(self) -> Properties | None:
         if not self.v5:
@@ -185,7 +222,8 @@ class MqttLink:
                     if pc._sock is None:  # closed again right after the CONNACK
                         raise aiomqtt.MqttError("connection lost just after connecting")
                     pc._sock = sock = BatchingSocket(pc._sock, asyncio.get_running_loop())
-                    read_whole_packets(pc, sock)
+                    read_whole_packets(pc, sock, {PacketTypes.PUBLISH: self._publish_taker(pc),
+                                                  PacketTypes.PUBACK: self._take_puback})
                     acknowledge_at_once(pc, sock)
                     write_in_loop(client)
                     self._outbox.attach(pc, pc._sock, self._receive_maximum)
@@ -298,15 +336,12 @@ class MqttLink:
         return future
 
 
-def _inbound(message: paho.MQTTMessage) -> Inbound:
-    props = getattr(message, "properties", None)
-    response_topic = getattr(props, "ResponseTopic", None) if props else None
-    correlation = getattr(props, "CorrelationData", None) if props else None
-    expiry = getattr(props, "MessageExpiryInterval", None) if props else None
-    # .topic raises on a topic that is not UTF-8: client_fixes.tolerate_bad_publish
-    # acknowledges and logs such a message.
-    return Inbound(message.topic, bytes(message.payload), bool(message.retain),
-                   response_topic or None, correlation, float(expiry) if expiry else None)
+def _inbound(topic: str, payload: bytes | bytearray, retain: bool, props: Any) -> Inbound:
+    found = props.__dict__ if props is not None else {}  # getattr: an AttributeError each
+    response_topic = found.get("ResponseTopic")
+    expiry = found.get("MessageExpiryInterval")
+    return Inbound(topic, bytes(payload), bool(retain), response_topic or None,
+                   found.get("CorrelationData"), float(expiry) if expiry else None)
 
 
 def _reason(exc: aiomqtt.MqttError, *, tls: bool) -> str:

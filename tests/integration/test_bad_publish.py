@@ -1,4 +1,6 @@
-"""A PUBLISH the MQTT client cannot decode keeps the link up (issue 9, item 1).
+"""A PUBLISH the MQTT client cannot decode keeps the link up (issue 9, item 1); every
+other PUBLISH arrives whole, whichever path decodes it (the link's own for QoS 0/1,
+paho's for QoS 2 and for what the link's leaves to it).
 
 mosquitto checks UTF-8 strictly and never forwards such a packet, so a hand-written
 minimal MQTT v5 broker on 127.0.0.1 sends one: a Response Topic that is not UTF-8.
@@ -16,6 +18,7 @@ import pytest
 from bridge.config.load import MqttSettings
 from bridge.mqtt.inbox import Inbound
 from bridge.mqtt.link import MqttLink
+from tests.conftest import wait_until
 
 
 def _remaining(length: int) -> bytes:
@@ -39,13 +42,37 @@ async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return header, await reader.readexactly(length)
 
 
-class TinyBroker:
-    """Accepts CONNECT and SUBSCRIBE, then sends one PUBLISH with a bad property."""
+TOPIC = b"modbus/meter1/request"
 
-    def __init__(self) -> None:
+
+def publish(qos: int, mid: int, properties: bytes, payload: bytes, topic: bytes = TOPIC,
+            retain: bool = False) -> bytes:
+    """A v5 PUBLISH packet; `properties` without their length."""
+    body = (len(topic).to_bytes(2, "big") + topic + (mid.to_bytes(2, "big") if qos else b"")
+            + _remaining(len(properties)) + properties + payload)
+    return bytes([0x30 | qos << 1 | retain]) + _remaining(len(body)) + body
+
+
+BAD_PROPERTY = b"\x08" + (3).to_bytes(2, "big") + b"\xed\xa0\x80"  # not UTF-8
+
+
+class TinyBroker:
+    """Accepts CONNECT and SUBSCRIBE, then sends `packets` (by default one PUBLISH with
+    a bad property); records the ids it gets acknowledged (PUBACK, and PUBCOMP after
+    the PUBREL it sends for a PUBREC)."""
+
+    def __init__(self, packets: list[bytes] | None = None, expect: int = 1) -> None:
+        self.packets = packets or [publish(1, 7, BAD_PROPERTY, b'{"op": "read"}')]
         self.connections = 0
+        self.acks: list[int] = []
+        self.expect = expect
         self.acked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.closed = asyncio.Event()
+
+    def _ack(self, body: bytes) -> None:
+        self.acks.append(int.from_bytes(body[:2], "big"))
+        if len(self.acks) >= self.expect and not self.acked.done():
+            self.acked.set_result(self.acks[0])
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -63,13 +90,11 @@ class TinyBroker:
                         rest, codes = rest[3 + size:], codes + b"\x01"
                     payload = packet_id + b"\x00" + codes
                     writer.write(b"\x90" + _remaining(len(payload)) + payload)
-                    topic = b"modbus/meter1/request"
-                    bad = b"\x08" + (3).to_bytes(2, "big") + b"\xed\xa0\x80"  # not UTF-8
-                    body = (len(topic).to_bytes(2, "big") + topic + (7).to_bytes(2, "big")
-                            + bytes([len(bad)]) + bad + b'{"op": "read"}')
-                    writer.write(b"\x32" + _remaining(len(body)) + body)  # QoS 1
-                elif kind >> 4 == 4 and not self.acked.done():  # PUBACK
-                    self.acked.set_result(int.from_bytes(body[:2], "big"))
+                    writer.write(b"".join(self.packets))
+                elif kind >> 4 in (4, 7):  # PUBACK, PUBCOMP
+                    self._ack(body)
+                elif kind >> 4 == 5:  # PUBREC: release it
+                    writer.write(b"\x62\x02" + body[:2])
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed.set()
@@ -102,6 +127,51 @@ async def test_an_undecodable_publish_is_acked_logged_and_the_link_stays_up(
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and "could not be decoded" in lines[0], lines
         assert "modbus/meter1/request" in lines[0]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        server.close()
+        await server.wait_closed()
+
+
+async def test_every_qos_arrives_whole_whichever_path_decodes_it() -> None:
+    def props(expiry: int | None = None) -> bytes:
+        reply = b"replies/x"
+        out = b"\x08" + len(reply).to_bytes(2, "big") + reply  # Response Topic
+        out += b"\x09" + (3).to_bytes(2, "big") + b"c-1"  # Correlation Data
+        return out + (b"\x02" + expiry.to_bytes(4, "big") if expiry is not None else b"")
+
+    broker = TinyBroker([
+        publish(1, 11, props(30), b'{"q": 1}'),
+        publish(0, 0, b"", b'{"q": 0}', retain=True),
+        publish(2, 12, props(), b'{"q": 2}'),  # paho's path: PUBREC, PUBREL, PUBCOMP
+        publish(1, 13, b"", b"\x00binary\xff", topic="modbus/ü/request".encode()),
+    ], expect=3)
+    server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    link = MqttLink(MqttSettings(host="127.0.0.1", port=port, reconnect_min=0.1,
+                                 reconnect_max=0.1),
+                    will_topic=None, subscriptions=["modbus/+/request"])
+    received: list[Inbound] = []
+
+    async def on_connect() -> None:
+        pass
+
+    task = asyncio.create_task(link.run(on_connect, received.append))
+    try:
+        await asyncio.wait_for(broker.acked, 10)
+        # The QoS 2 message is handed on when released.
+        await wait_until(lambda: len(received) == 4, what="all four handed on")
+        assert sorted(broker.acks) == [11, 12, 13]
+        by_payload = {m.payload: m for m in received}
+        assert by_payload[b'{"q": 1}'] == Inbound(
+            "modbus/meter1/request", b'{"q": 1}', False, "replies/x", b"c-1", 30.0)
+        assert by_payload[b'{"q": 0}'] == Inbound("modbus/meter1/request", b'{"q": 0}', True)
+        assert by_payload[b'{"q": 2}'] == Inbound(
+            "modbus/meter1/request", b'{"q": 2}', False, "replies/x", b"c-1")
+        assert by_payload[b"\x00binary\xff"].topic == "modbus/ü/request"
+        assert len(received) == 4
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -196,7 +196,7 @@ async def test_a_unit_timeout_longer_than_pymodbus_s_own_is_kept(port, line):
     unit.mode, unit.delay = "slow", CONNECT_TIMEOUT + 0.5
     assert await port.read(1, Table.HOLDING, 0, 1, timeout=CONNECT_TIMEOUT + 1.5) == [100]
     unit.mode, unit.delay = "slow", 0.5
-    with pytest.raises(ModbusTimeout, match="within 0.2 s"):  # and a short one still holds
+    with pytest.raises(ModbusTimeout, match=r"within 0\.2 s"):  # and a short one still holds
         await port.read(1, Table.HOLDING, 0, 1, timeout=0.2)
 
 
