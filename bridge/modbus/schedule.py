@@ -80,13 +80,16 @@ class Schedule:
         return len(self._heap)
 
     def health(self, unit: int) -> UnitHealth:
-        return self.units.setdefault(unit, UnitHealth())
+        health = self.units.get(unit)
+        if health is None:
+            health = self.units[unit] = UnitHealth()
+        return health
 
     def share(self, unit: int) -> int:
         """How many waiting items one unit may hold: an equal part of the queue among
         the units this port has served (each device polls or is asked soon after
         start, so all of them count)."""
-        return max(1, self.queue_size // len(self.units.keys() | {unit}))
+        return max(1, self.queue_size // (len(self.units) + (unit not in self.units)))
 
     def queued(self, unit: int) -> int:
         """Items waiting for one unit."""

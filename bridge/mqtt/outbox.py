@@ -55,7 +55,23 @@ def publish_packet(topic: bytes, payload: bytes, qos: int, retain: bool, mid: in
 
 
 def usable_topic(topic: str) -> bytes | None:
-    """The topic's bytes if it can be published as it is (paho checks the rest)."""
+    """The topic's bytes if it can be published as it is (paho checks the rest).
+    Remembered for the topics published most (a device's, the reply topics)."""
+    data = _usable.get(topic)
+    if data is None:
+        data = _check_topic(topic)
+        if data is not None:
+            if len(_usable) >= _USABLE_KEPT:
+                _usable.clear()  # many distinct topics: start over, stay bounded
+            _usable[topic] = data
+    return data
+
+
+_USABLE_KEPT = 4096
+_usable: dict[str, bytes] = {}
+
+
+def _check_topic(topic: str) -> bytes | None:
     data = topic.encode("utf-8", "surrogatepass")
     if not data or len(data) > 65535 or b"+" in data or b"#" in data or b"\0" in data:
         return None

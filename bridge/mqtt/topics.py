@@ -6,6 +6,7 @@ the MQTT layer never splits or joins topic strings itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -19,6 +20,10 @@ Kind = Literal["request", "set", "get"]
 BRIDGE = "bridge"
 
 
+_NOT_IN_A_LEVEL = re.compile("[/+#\0]")
+_WILDCARD_OR_NUL = re.compile("[+#\0]")
+
+
 def _check_level(level: str, what: str) -> str:
     """One topic level: non-empty, no separator, no wildcard.
 
@@ -26,7 +31,7 @@ def _check_level(level: str, what: str) -> str:
     means something else (or a filter that matches other devices); the config
     forbids them, this catches programming errors at the edge.
     """
-    if not level or any(c in level for c in "/+#\0"):
+    if not level or _NOT_IN_A_LEVEL.search(level):
         raise ValueError(f"{what} {level!r} is not a valid MQTT topic level")
     return level
 
@@ -72,14 +77,19 @@ class Topics:
             f"/{_check_level(instance, 'instance')}" if instance is not None else "")
         self.reply_prefix = reply_prefix
         self._reserved = [base, *reserved]
+        self._built: dict[str, str] = {}  # bridge(name), by name
 
     # -- the bridge's own topics -------------------------------------------------
 
     def bridge(self, name: str) -> str:
         """`<base>/bridge/<name>`, or `<base>/bridge/<instance>/<name>` for a named
         instance: every bridge-level topic (state, info, health, features') is built
-        here so that several bridges on one base never collide."""
-        return f"{self._bridge}/{_check_level(name, 'bridge topic')}"
+        here so that several bridges on one base never collide. Kept once built:
+        every command compares its topic with some of them."""
+        topic = self._built.get(name)
+        if topic is None:
+            topic = self._built[name] = f"{self._bridge}/{_check_level(name, 'bridge topic')}"
+        return topic
 
     @property
     def bridge_state(self) -> str:
@@ -202,7 +212,7 @@ class Topics:
         if not topic.startswith(self.reply_prefix + "/") or \
                 len(topic) == len(self.reply_prefix) + 1:
             return f"response topic must be under {self.reply_prefix}/"
-        if any(c in topic for c in "+#\0"):
+        if _WILDCARD_OR_NUL.search(topic):
             return "response topic must not contain wildcards"
         for reserved in self._reserved:
             if topic == reserved or topic.startswith(reserved + "/"):
