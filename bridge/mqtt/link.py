@@ -165,7 +165,7 @@ class MqttLink:
         matcher. Decoded by paho's own decoder; what does not decode cleanly, and QoS
         2, is left to paho's handler, which decodes it again and reports, drops or
         acknowledges it as before."""
-        protocol, put, puback = pc._protocol, self._inbox.put, pc._send_puback
+        protocol, put = pc._protocol, self._inbox.put
 
         def take(command: int, body: bytes) -> bool:
             if command & 0x06 == 0x06 or command & 0x06 == 0x04:  # QoS 2, or invalid
@@ -178,7 +178,7 @@ class MqttLink:
                 return False
             put(message)
             if packet.qos:
-                puback(packet.mid)
+                pc._send_puback(packet.mid)  # client_fixes.acknowledge_at_once's
             return True
 
         return take
