@@ -54,9 +54,11 @@ def load_json(payload: bytes, duplicates: list[str] | None = None) -> Any:
     """Decode and parse JSON; refuse what json.loads would accept but we won't."""
     check_size(payload)
     try:
-        text = payload.decode("utf-8-sig")  # a BOM is harmless: tolerate it
+        text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidJson(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if text.startswith("\ufeff"):  # a BOM is harmless: tolerate it ("utf-8-sig" is a
+        text = text[1:]  # codec in Python, a tenth of this function's time)
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
         # RFC 8259 leaves duplicate keys undefined; for commands that write to

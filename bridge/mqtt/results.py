@@ -89,6 +89,12 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+# One encoder for all answers (json.dumps with options builds one per call). Answers are
+# trees built here from decoded values: no cycle to check for.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                            check_circular=False)
+
+
 def to_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON, never NaN/Infinity.
 
@@ -97,7 +103,7 @@ def to_json(obj: Any) -> bytes:
     then the ASCII-escaped form is published, which is the same JSON value.
     """
     try:  # most answers are plain already: json checks that faster than _plain walks
-        text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(obj)
     except (ValueError, TypeError):  # NaN/Infinity, a read-only mapping
         text = json.dumps(_plain(obj), separators=(",", ":"), ensure_ascii=False,
                           allow_nan=False)

@@ -78,6 +78,7 @@ class Topics:
         self.reply_prefix = reply_prefix
         self._reserved = [base, *reserved]
         self._built: dict[str, str] = {}  # bridge(name), by name
+        self._built_devices: dict[str, str] = {}  # device_state(device), by device
 
     # -- the bridge's own topics -------------------------------------------------
 
@@ -132,7 +133,10 @@ class Topics:
     # -- device topics ----------------------------------------------------------
 
     def device_state(self, device: str) -> str:
-        return f"{self.base}/{self._device(device)}"
+        topic = self._built_devices.get(device)
+        if topic is None:  # kept once built, as bridge topics are
+            topic = self._built_devices[device] = f"{self.base}/{self._device(device)}"
+        return topic
 
     def availability(self, device: str) -> str:
         return f"{self.device_state(device)}/availability"
