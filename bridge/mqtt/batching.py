@@ -43,6 +43,7 @@ class BatchingSocket:
         self._retry = _RETRY_MIN
         self._error: OSError | None = None
         self._refilled = False  # in this event-loop turn
+        self._tls_pending = getattr(sock, "pending", None)  # TLS sockets only
 
     # -- reading ------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ class BatchingSocket:
 
     def _inner_pending(self) -> int:
         """Bytes a TLS socket has decrypted already (reading them needs no system call)."""
-        return int(self._sock.pending()) if hasattr(self._sock, "pending") else 0
+        return int(self._tls_pending()) if self._tls_pending is not None else 0
 
     def pending(self) -> int:
         return len(self._in) - self._pos + self._inner_pending()
