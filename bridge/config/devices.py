@@ -116,6 +116,8 @@ class DatapointSettings(BaseModel):
     """bool in a whole register: the raw value meaning false (default 0); any other is true."""
     mask: Annotated[int | None, Field(gt=0)] = None
     """Value maps: the raw value is ANDed with this before the lookup (0xFF00: high byte)."""
+    no_value: list[int] | None = None
+    """Raw values that mean "no reading" (published as null); null: the device's."""
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -133,7 +135,9 @@ class DatapointSettings(BaseModel):
             bit=self.bit, length=self.length, values=dict(self.values), writable=self.writable,
             min=self.min, max=self.max, unit=self.unit, readable=self.read,
             constant=self.constant, persistent=self.persistent, true_value=self.true_value,
-            false_value=self.false_value, mask=self.mask)
+            false_value=self.false_value, mask=self.mask,
+            no_value=frozenset(self.no_value if self.no_value is not None
+                               else device.no_value_for(self.type)))
 
 
 class DeviceLink(BaseModel):
@@ -197,6 +201,9 @@ class DeviceSettings(DeviceLink):
     word_order: Order = Order.BIG
     """Default for the device's 32/64-bit datapoints."""
     byte_order: Order = Order.BIG
+    no_value: list[int] = []
+    """Raw values that mean "no reading" for each integer datapoint whose type they fit
+    (a "not available" marker: -32768 on Stiebel Eltron heat pumps)."""
     allow_raw_writes: bool = False
     max_gap: Annotated[int, Field(ge=0, le=125)] = 8
     """Unused registers a poll may read through to merge two reads into one."""
@@ -238,6 +245,13 @@ class DeviceSettings(DeviceLink):
             except ValueError as exc:
                 raise_problems(type(self).__name__, [(("datapoints", i), str(exc))])
         return self
+
+    def no_value_for(self, kind: DataType) -> list[int]:
+        """The device's `no_value` entries that an integer datapoint of `kind` can carry."""
+        if not kind.is_integer:
+            return []
+        low, high = kind.raw_range
+        return [raw for raw in self.no_value if low <= raw <= high]
 
     def points(self) -> tuple[Datapoint, ...]:
         """The datapoints as `points.Datapoint`s (protocol addresses), in config order."""

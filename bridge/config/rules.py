@@ -138,6 +138,12 @@ def datapoint_problems(dp: DatapointSettings) -> list[Problem]:
         if getattr(dp, name) != neutral and not kind.is_numeric:
             found.append(((name,), f"only for numeric types, not {kind}"))
     found += _extension_problems(dp)
+    if dp.no_value and not kind.is_integer:
+        found.append((("no_value",), f"only for integer types, not {kind}"))
+    elif dp.no_value:
+        low, high = kind.raw_range
+        found += [(("no_value", i), f"{raw} does not fit {kind} ({low}..{high})")
+                  for i, raw in enumerate(dp.no_value) if not low <= raw <= high]
     if dp.values and not kind.is_integer:
         found.append((("values",), f"a value map needs an integer type, not {kind}"))
     elif dp.values:

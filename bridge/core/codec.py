@@ -21,7 +21,8 @@ Conventions (config.md):
   the register first).
 
 Decoding never raises for what a device can send: a raw value outside the value
-map decodes to the raw number, a NaN or infinite float to None (JSON has no NaN).
+map decodes to the raw number, a NaN or infinite float to None (JSON has no NaN), and
+so does a raw integer the datapoint lists as `no_value` (a "not available" marker).
 Encoding raises the typed request errors naming `values.<datapoint>`.
 """
 
@@ -111,7 +112,8 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
         words = [int.from_bytes(words_to_bytes([int(w)], Order.BIG, point.byte_order), "big")
                  for w in raw]
         high, low = _reorder(words, point.word_order)
-        return _scaled(point, high * 1000 + low)
+        whole = high * 1000 + low
+        return None if whole in point.no_value else _scaled(point, whole)
     data = words_to_bytes([int(w) for w in raw], point.word_order, point.byte_order)
     if point.type in _BYTE_TYPES:
         data = data[1:]  # the low byte; the high one is not part of the value
@@ -126,6 +128,8 @@ def decode(point: Datapoint, raw: Sequence[int] | Sequence[bool]) -> Value | Non
             number = _shortest_float32(number)
         return _scaled(point, number)
     integer = int.from_bytes(data, "big", signed=point.type.is_signed)
+    if integer in point.no_value:
+        return None
     if point.values:
         if point.mask is not None:
             integer = int.from_bytes(data, "big") & point.mask

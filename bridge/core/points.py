@@ -138,6 +138,9 @@ class Datapoint:
     true_value: int | None = None  # bool in a whole register: raw written for true
     false_value: int | None = None  # ... raw meaning false (anything else reads true)
     mask: int | None = None  # value maps: raw AND mask before the lookup
+    # Raw integers that mean "no reading" (a device's "not available" marker, such as
+    # Stiebel Eltron's -32768): decoded as None, published as null.
+    no_value: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         problem = self._problem()
@@ -193,6 +196,9 @@ class Datapoint:
         if self.mask is not None and (not self.values or not 0 < self.mask
                                       <= self.type.raw_range[1] - self.type.raw_range[0]):
             return "mask is for value maps, a positive integer that fits the type"
+        if self.no_value and (not self.type.is_integer or not all(
+                self.type.raw_range[0] <= raw <= self.type.raw_range[1] for raw in self.no_value)):
+            return "no_value is for integer types, raw values that fit the type"
         return None
 
     @cached_property  # asked per datapoint per poll; a datapoint never changes

@@ -4,7 +4,8 @@ real mosquitto. Every published value must match what the EID says the registers
 hold, within its resolution; writes land in the EID's registers or are refused.
 
 - Stiebel Eltron heat pump (ISG), Modbus TCP, addresses counted from 1, enums, a
-  bitmap, base1000 energy counters, writable setpoints with limits.
+  bitmap, base1000 energy counters, writable setpoints with limits, its -32768 "not
+  available" published as null (the device's no_value).
 - ABB B23 meter, Modbus RTU on the simulated RS-485 line (socat pty), 32/64-bit
   scaled counters, overlapping registers in the EID itself.
 - WAGO smart meter (RTU), float32 and NUL-padded one-register strings.
@@ -87,7 +88,7 @@ async def test_stiebel_heat_pump_over_tcp(mosquitto: Any) -> None:
     try:
         cfg = config(mosquitto.port, {"id": "hp", "tcp": {"host": "127.0.0.1",
                                                           "port": gateway.port},
-                                      "eid": {"file": str(STIEBEL)}})
+                                      "eid": {"file": str(STIEBEL)}, "no_value": [-32768]})
         names = [p.name for p in cfg.devices[0].points()]
         async with running_bridge(cfg), probe(mosquitto.port) as client:
             state = await full_state(client, "hp", names)
@@ -127,6 +128,17 @@ async def test_stiebel_heat_pump_over_tcp(mosquitto: Any) -> None:
             assert reply["error"]["code"] == "out_of_range"
             assert reply["error"]["field"] == "values.HeatCoolCtrl_2_SupplyWaterTempSetpointEco"
             assert holding == before
+
+            # The ISG's "not available" (-32768, its EID's programmer hint): null, not
+            # -3276.8 degC, once the device's no_value names it.
+            outside = {p.name: p for p in cfg.devices[0].points()}["HeatPumpBase_OutsideAirTemp"]
+            assert outside.type.value == "int16" and outside.no_value == {-32768}
+            getattr(sim.unit, outside.table.value)[outside.address] = 0x8000
+            mark = client.mark()
+            await client.expect("modbus/hp/HeatPumpBase_OutsideAirTemp",
+                                lambda m: m.text == "null", after=mark, timeout=10)
+            state = (await client.expect("modbus/hp", after=mark, timeout=10)).json()
+            assert state["HeatPumpBase_OutsideAirTemp"] is None
     finally:
         await gateway.stop()
 

@@ -250,6 +250,39 @@ async def test_write_only_write_is_not_read_back() -> None:
     assert result.values == {}
 
 
+
+# -- no_value: a device's "not available" marker -------------------------------------
+
+@pytest.mark.parametrize(("point", "words", "value"), [
+    (dp(DataType.INT16, scale=0.1, no_value=frozenset({-32768})), [0x8000], None),
+    (dp(DataType.INT16, scale=0.1, no_value=frozenset({-32768})), [0x8001], -3276.7),
+    (dp(DataType.UINT16, no_value=frozenset({0xFFFF})), [0xFFFF], None),
+    (dp(DataType.INT32, word_order=L, no_value=frozenset({-1})), [0xFFFF, 0xFFFF], None),
+    (dp(DataType.UINT16, values={0: "off", 1: "on"}, no_value=frozenset({0xFFFF})),
+     [0xFFFF], None),  # before the value map: not the raw number
+    (dp(DataType.BASE1000, table=Table.INPUT, no_value=frozenset({65535 * 1000 + 65535})),
+     [0xFFFF, 0xFFFF], None),
+])
+def test_no_value_decodes_to_none(point: Datapoint, words: list[int], value: object) -> None:
+    assert decode(point, words) == value
+
+
+def test_device_no_value_applies_where_the_type_can_carry_it() -> None:
+    from bridge.config import validate_config
+    config = config_with({"type": "int16", "scale": 0.1})
+    points = config["devices"][0]["datapoints"]
+    points += [{"name": "u", "table": "holding", "address": 1, "type": "uint16"},
+               {"name": "f", "table": "holding", "address": 2, "type": "float32"},
+               {"name": "own", "table": "holding", "address": 4, "type": "int16",
+                "no_value": []}]  # its own list wins, even an empty one
+    config["devices"][0]["no_value"] = [-32768]
+    made = {p.name: p for p in validate_config(config).devices[0].points()}
+    assert made["p"].no_value == {-32768}
+    assert made["u"].no_value == set() and made["f"].no_value == set()
+    assert made["own"].no_value == set()
+    assert decode(made["p"], [0x8000]) is None
+
+
 # -- the same features in the config file ------------------------------------------------
 
 def config_with(point: dict[str, Any]) -> dict[str, Any]:
@@ -288,6 +321,8 @@ def test_config_accepts(point: dict[str, Any]) -> None:
     ({"type": "uint8", "values": {1: "a"}, "mask": 0x1FF}, "mask", "1..255"),
     ({"type": "base1000", "writable": True}, "writable", "read-only"),
     ({"type": "uint32", "byte_order": "pairs"}, "byte_order", "word order"),
+    ({"type": "float32", "no_value": [0]}, "no_value", "only for integer types"),
+    ({"type": "uint16", "no_value": [65535, -1]}, "no_value[1]", "does not fit uint16"),
 ])
 def test_config_refuses(point: dict[str, Any], where: str, message: str) -> None:
     from bridge.config import validate_config
