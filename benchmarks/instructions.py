@@ -1,0 +1,188 @@
+"""Instructions per command: the bridge's CPU cost counted, not timed.
+
+On a shared virtual machine a throughput figure moves by a third from one run to
+the next (raw pymodbus alone: 3,000 to 7,000 reads/s within an hour), so a change
+that saves 5 % of the CPU per command cannot be seen in it. Valgrind's callgrind
+counts the instructions the bridge process executes instead, which does not depend
+on the machine's load: two runs of the same tree agree within 0.5 %.
+
+The scenario is `benchmarks/commands.py`'s "500 at once" (MQTT v5
+`read_holding_registers` of 10 registers with a Response Topic, published by
+`mosquitto_pub`, answered on two topics), with the bridge under callgrind. The
+process runs twice, with a flood of SMALL and of LARGE commands; the difference of
+the two totals divided by LARGE - SMALL is the cost of one command, free of the
+start-up and the fixed part of the run. Raw pymodbus's cost per read of the same
+registers (the client of commands.py, under callgrind too) is printed beside it.
+
+    python -m benchmarks.instructions [--baseline DIR]
+
+needs valgrind (`apt-get install valgrind`); `make bench` runs it when it is there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks import commands
+from benchmarks.harness import REPO, BridgeProcess, read_port
+
+SMALL, LARGE = 300, 1300
+
+
+class CountedBridge(BridgeProcess):
+    """The bridge under callgrind; `instructions` is its total once it has stopped."""
+
+    def __init__(self, config: dict[str, Any], src: Path, out: Path) -> None:
+        super().__init__(config, src)
+        self.out = out
+
+    async def start(self) -> None:
+        yaml.safe_dump(self.config, self._file, sort_keys=False)
+        self._file.close()
+        self.started = time.perf_counter()
+        self.proc = await asyncio.create_subprocess_exec(
+            "valgrind", "--tool=callgrind", f"--callgrind-out-file={self.out}", "-q",
+            sys.executable, "-m", "bridge", "--log-level", "WARNING", "run",
+            "--config", self._file.name, cwd=self.src,
+            env={**os.environ, "PYTHONPATH": str(self.src)})
+
+    async def stop(self) -> None:
+        """SIGTERM, and time to end under callgrind, which then writes its totals."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self.proc.wait(), 120)
+        os.unlink(self._file.name)
+
+    @property
+    def instructions(self) -> int:
+        for line in self.out.read_text().splitlines():
+            if line.startswith("totals:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no totals in {self.out}")
+
+
+async def bridge_instructions(src: Path, flood: int) -> int:
+    """Instructions of a whole bridge run whose one flood is `flood` commands."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        made: list[CountedBridge] = []
+
+        @contextlib.asynccontextmanager
+        async def counted(config: dict[str, Any], src: Path = REPO
+                          ) -> AsyncIterator[BridgeProcess]:
+            bridge = CountedBridge(config, src, out)
+            made.append(bridge)
+            await bridge.start()
+            try:
+                yield bridge
+            finally:
+                await bridge.stop()
+
+        slow_flood = functools.partial(commands._flood, timeout=600.0)  # under callgrind
+        patch = {"bridge_process": counted, "_until_answering": _until_answering_slowly,
+                 "_flood": slow_flood}
+        saved = {name: getattr(commands, name) for name in patch}
+        for name, value in patch.items():
+            setattr(commands, name, value)
+        try:
+            result = await commands.run_commands(src, sequential=20, at_once=flood, rounds=1)
+        finally:
+            for name, value in saved.items():
+                setattr(commands, name, value)
+        if result.at_once_answered != flood:
+            raise RuntimeError(f"{result.at_once_answered} of {flood} answered")
+        return made[0].instructions
+
+
+async def _until_answering_slowly(r: commands.Replies, timeout: float = 300.0) -> None:
+    """commands._until_answering, with room for a bridge under callgrind (~50x slower)."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(r.ask(-1), 10.0)
+            return
+        except (TimeoutError, AssertionError):
+            if time.monotonic() > end:
+                raise
+
+
+async def per_command(src: Path) -> float:
+    small = await bridge_instructions(src, SMALL)
+    large = await bridge_instructions(src, LARGE)
+    return (large - small) / (LARGE - SMALL)
+
+
+_RAW_CLIENT = """
+import asyncio, sys
+import uvloop
+from pymodbus.client import AsyncModbusTcpClient
+import bridge.modbus.calls  # the shim the bridge runs pymodbus with
+async def main(port, n):
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+    await client.connect()
+    await asyncio.gather(*(client.read_holding_registers(0, count=10, device_id=1)
+                           for _ in range(n)))
+    client.close()
+uvloop.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+async def raw_per_read() -> float:
+    """Raw pymodbus's instructions per read (uvloop, as the bridge runs)."""
+    sim = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "benchmarks.simserver", "1", stdout=subprocess.PIPE, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        port = await read_port(sim)
+        totals = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in (SMALL, LARGE):
+                out = Path(tmp) / f"raw.{n}"
+                proc = await asyncio.create_subprocess_exec(
+                    "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "-q",
+                    sys.executable, "-c", _RAW_CLIENT, str(port), str(n), cwd=REPO,
+                    env={**os.environ, "PYTHONPATH": str(REPO)})
+                if await proc.wait():
+                    raise RuntimeError("the raw client failed")
+                totals.append(next(int(line.split()[1]) for line in
+                                   out.read_text().splitlines() if line.startswith("totals:")))
+        return (totals[1] - totals[0]) / (LARGE - SMALL)
+    finally:
+        sim.terminate()
+        await sim.wait()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", help="source tree of a bridge to compare with")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("instructions: not run (valgrind is not installed)")
+        return
+    trees = {"this tree": REPO}
+    if args.baseline:
+        trees = {"baseline": Path(args.baseline).resolve(), **trees}
+    for name, src in trees.items():
+        print(f"bridge, {name}: {await per_command(src):,.0f} instructions per command",
+              flush=True)
+    print(f"raw pymodbus: {await raw_per_read():,.0f} instructions per read")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
