@@ -137,7 +137,15 @@ class DatapointSettings(BaseModel):
             constant=self.constant, persistent=self.persistent, true_value=self.true_value,
             false_value=self.false_value, mask=self.mask,
             no_value=frozenset(self.no_value if self.no_value is not None
-                               else device.no_value_for(self.type)))
+                               else _fitting(device.no_value, self.type)))
+
+
+def _fitting(raws: list[int], kind: DataType) -> list[int]:
+    """The device's `no_value` entries that an integer datapoint of `kind` can carry."""
+    if not kind.is_integer:
+        return []
+    low, high = kind.raw_range
+    return [raw for raw in raws if low <= raw <= high]
 
 
 class DeviceLink(BaseModel):
@@ -245,13 +253,6 @@ class DeviceSettings(DeviceLink):
             except ValueError as exc:
                 raise_problems(type(self).__name__, [(("datapoints", i), str(exc))])
         return self
-
-    def no_value_for(self, kind: DataType) -> list[int]:
-        """The device's `no_value` entries that an integer datapoint of `kind` can carry."""
-        if not kind.is_integer:
-            return []
-        low, high = kind.raw_range
-        return [raw for raw in self.no_value if low <= raw <= high]
 
     def points(self) -> tuple[Datapoint, ...]:
         """The datapoints as `points.Datapoint`s (protocol addresses), in config order."""

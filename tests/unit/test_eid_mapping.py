@@ -284,6 +284,7 @@ def through_config(p: EidPoint, **interface: Any) -> Any:
     settings = DatapointSettings.model_validate(one(p, **interface))
     class Device:  # what to_point reads of the device
         address_base, word_order, byte_order = 0, Order.BIG, Order.BIG
+        no_value = ()
     return settings.to_point(Device)  # type: ignore[arg-type]
 
 
