@@ -182,11 +182,11 @@ async def _flood(port: int, got: Answers, ids: list[str], timeout: float = 30.0
     return ok / elapsed, ok
 
 
-async def _until_answering(r: Replies, timeout: float = 30.0) -> None:
+async def _until_answering(r: Replies, timeout: float = 30.0, per_try: float = 1.0) -> None:
     end = time.monotonic() + timeout
     while True:
         try:
-            await asyncio.wait_for(r.ask(-1), 1.0)
+            await asyncio.wait_for(r.ask(-1), per_try)
             return
         except (TimeoutError, AssertionError):
             if time.monotonic() > end:

@@ -94,9 +94,11 @@ async def bridge_instructions(src: Path, flood: int) -> int:
             finally:
                 await bridge.stop()
 
-        slow_flood = functools.partial(commands._flood, timeout=600.0)  # under callgrind
-        patch = {"bridge_process": counted, "_until_answering": _until_answering_slowly,
-                 "_flood": slow_flood}
+        # A bridge under callgrind runs ~50x slower: room for its answers.
+        patch = {"bridge_process": counted,
+                 "_until_answering": functools.partial(commands._until_answering,
+                                                       timeout=300.0, per_try=10.0),
+                 "_flood": functools.partial(commands._flood, timeout=600.0)}
         saved = {name: getattr(commands, name) for name in patch}
         for name, value in patch.items():
             setattr(commands, name, value)
@@ -108,18 +110,6 @@ async def bridge_instructions(src: Path, flood: int) -> int:
         if result.at_once_answered != flood:
             raise RuntimeError(f"{result.at_once_answered} of {flood} answered")
         return made[0].instructions
-
-
-async def _until_answering_slowly(r: commands.Replies, timeout: float = 300.0) -> None:
-    """commands._until_answering, with room for a bridge under callgrind (~50x slower)."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            await asyncio.wait_for(r.ask(-1), 10.0)
-            return
-        except (TimeoutError, AssertionError):
-            if time.monotonic() > end:
-                raise
 
 
 async def per_command(src: Path) -> float:

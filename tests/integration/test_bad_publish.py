@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -102,15 +103,15 @@ class TinyBroker:
             writer.close()
 
 
-async def test_an_undecodable_publish_is_acked_logged_and_the_link_stays_up(
-        caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="bridge.mqtt.link")
-    broker = TinyBroker()
+@contextlib.asynccontextmanager
+async def linked(broker: TinyBroker, subscription: str, will_topic: str | None = None
+                 ) -> AsyncIterator[tuple[MqttLink, list[Inbound]]]:
+    """An MqttLink connected to `broker`, and what it hands on."""
     server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     link = MqttLink(MqttSettings(host="127.0.0.1", port=port, reconnect_min=0.1,
                                  reconnect_max=0.1),
-                    will_topic="modbus/bridge/state", subscriptions=["modbus/meter1/request"])
+                    will_topic=will_topic, subscriptions=[subscription])
     received: list[Inbound] = []
 
     async def on_connect() -> None:
@@ -118,6 +119,21 @@ async def test_an_undecodable_publish_is_acked_logged_and_the_link_stays_up(
 
     task = asyncio.create_task(link.run(on_connect, received.append))
     try:
+        yield link, received
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_undecodable_publish_is_acked_logged_and_the_link_stays_up(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="bridge.mqtt.link")
+    broker = TinyBroker()
+    async with linked(broker, "modbus/meter1/request", "modbus/bridge/state") as (link,
+                                                                                 received):
         assert await asyncio.wait_for(broker.acked, 10) == 7
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(broker.closed.wait(), 1.0)
@@ -127,12 +143,6 @@ async def test_an_undecodable_publish_is_acked_logged_and_the_link_stays_up(
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == 1 and "could not be decoded" in lines[0], lines
         assert "modbus/meter1/request" in lines[0]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        server.close()
-        await server.wait_closed()
 
 
 async def test_every_qos_arrives_whole_whichever_path_decodes_it() -> None:
@@ -148,18 +158,7 @@ async def test_every_qos_arrives_whole_whichever_path_decodes_it() -> None:
         publish(2, 12, props(), b'{"q": 2}'),  # paho's path: PUBREC, PUBREL, PUBCOMP
         publish(1, 13, b"", b"\x00binary\xff", topic="modbus/ü/request".encode()),
     ], expect=3)
-    server = await asyncio.start_server(broker.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    link = MqttLink(MqttSettings(host="127.0.0.1", port=port, reconnect_min=0.1,
-                                 reconnect_max=0.1),
-                    will_topic=None, subscriptions=["modbus/+/request"])
-    received: list[Inbound] = []
-
-    async def on_connect() -> None:
-        pass
-
-    task = asyncio.create_task(link.run(on_connect, received.append))
-    try:
+    async with linked(broker, "modbus/+/request") as (_, received):
         await asyncio.wait_for(broker.acked, 10)
         # The QoS 2 message is handed on when released.
         await wait_until(lambda: len(received) == 4, what="all four handed on")
@@ -172,9 +171,3 @@ async def test_every_qos_arrives_whole_whichever_path_decodes_it() -> None:
             "modbus/meter1/request", b'{"q": 2}', False, "replies/x", b"c-1")
         assert by_payload[b"\x00binary\xff"].topic == "modbus/ü/request"
         assert len(received) == 4
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        server.close()
-        await server.wait_closed()
