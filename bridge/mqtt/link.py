@@ -168,7 +168,7 @@ class MqttLink:
         protocol, put = pc._protocol, self._inbox.put
 
         def take(command: int, body: bytes) -> bool:
-            if command & 0x06 == 0x06 or command & 0x06 == 0x04:  # QoS 2, or invalid
+            if command & 0x04:  # QoS 2, or the invalid 3
                 return False
             try:
                 packet = paho_packet.decode_publish(command, body, protocol)

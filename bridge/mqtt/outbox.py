@@ -60,14 +60,16 @@ def usable_topic(topic: str) -> bytes | None:
     data = _usable.get(topic)
     if data is None:
         data = _check_topic(topic)
-        if data is not None:
+        if data is not None and len(topic) <= _USABLE_LONGEST:
             if len(_usable) >= _USABLE_KEPT:
                 _usable.clear()  # many distinct topics: start over, stay bounded
             _usable[topic] = data
     return data
 
 
-_USABLE_KEPT = 4096
+# At most ~2 MB however many distinct Response Topics commands bring (a topic may be
+# 64 KB long).
+_USABLE_KEPT, _USABLE_LONGEST = 4096, 256
 _usable: dict[str, bytes] = {}
 
 
