@@ -124,6 +124,11 @@ async def stop_all(servers: Sequence[Gateway]) -> None:
 class BridgeProcess:
     """`python -m bridge run` from source tree `src` (this repo, or a baseline checkout)."""
 
+    # Run under another program (valgrind, in benchmarks/instructions.py), and how long
+    # the bridge may take to stop.
+    prefix: tuple[str, ...] = ()
+    stop_timeout = 10.0
+
     def __init__(self, config: dict[str, Any], src: Path = REPO) -> None:
         self.config = config
         self.src = src
@@ -142,14 +147,14 @@ class BridgeProcess:
         env = {**os.environ, "PYTHONPATH": str(self.src)}
         self.started = time.perf_counter()
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bridge", "--log-level", "WARNING", "run",
+            *self.prefix, sys.executable, "-m", "bridge", "--log-level", "WARNING", "run",
             "--config", self._file.name, cwd=self.src, env=env)
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.proc.wait(), 10)
+                await asyncio.wait_for(self.proc.wait(), self.stop_timeout)
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()

@@ -95,7 +95,7 @@ Shortcut = Callable[[int, bytes], bool]
 
 
 def read_whole_packets(client: paho.Client, sock: BatchingSocket,
-                       shortcuts: Mapping[int, Shortcut] | None = None) -> None:
+                       shortcuts: Mapping[int, Shortcut]) -> None:
     """paho reads a packet with a `recv` for its first byte, one per length byte and one
     for its body, each through two wrappers, and keeps the parts in a dict: with three
     packets per command (the command, the PUBACKs of its two answers) that was a sixth
@@ -107,7 +107,6 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket,
     first, given its first byte and body: True when done with it, False to leave it
     to paho's handler."""
     read = client._packet_read
-    shortcuts = shortcuts or {}
 
     def packet_read() -> MQTTErrorCode:
         if client._in_packet["command"] != 0:

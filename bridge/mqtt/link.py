@@ -137,10 +137,8 @@ class MqttLink:
         handle_ack = pc._handle_pubackcomp
 
         def handle_pubackcomp(cmd: str) -> MQTTErrorCode:
-            packet = pc._in_packet["packet"]
-            # Ours (outbox.py): two bytes of packet id, and the v5 reason code if any.
-            if cmd == "PUBACK" and len(packet) >= 2 and self._outbox.acknowledged(
-                    packet[0] << 8 | packet[1], packet[2] if len(packet) > 2 else 0):
+            # A PUBACK that paho's own reading took (one that arrived cut off).
+            if cmd == "PUBACK" and self._acknowledged(pc._in_packet["packet"]):
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             result: MQTTErrorCode = handle_ack(cmd)  # type: ignore[arg-type]
             return result
@@ -184,10 +182,14 @@ class MqttLink:
         return take
 
     def _take_puback(self, command: int, body: bytes) -> bool:
-        """A PUBACK of ours (outbox.py) without paho's packet record and dispatch:
-        two bytes of packet id, and the v5 reason code if any."""
-        return command == PacketTypes.PUBACK << 4 and len(body) >= 2 and \
-            self._outbox.acknowledged(body[0] << 8 | body[1], body[2] if len(body) > 2 else 0)
+        """A PUBACK of ours without paho's packet record and dispatch."""
+        return command == PacketTypes.PUBACK << 4 and self._acknowledged(body)
+
+    def _acknowledged(self, body: bytes | bytearray) -> bool:
+        """True if this PUBACK body (two bytes of packet id, and the v5 reason code if
+        any) acknowledges one of the outbox's messages."""
+        return len(body) >= 2 and self._outbox.acknowledged(
+            body[0] << 8 | body[1], body[2] if len(body) > 2 else 0)
 
     def _connect_properties(self) -> Properties | None:
         if not self.v5:
