@@ -30,7 +30,7 @@ from benchmarks.harness import (
     percentile,
     read_port,
 )
-from benchmarks.intake import Answers, answers, command_lines, publisher
+from benchmarks.intake import answers, command_lines, publisher
 from bridge.mqtt.properties import install as install_publish_properties
 
 REGISTERS = 10
@@ -149,14 +149,13 @@ async def run_commands(src: Path = REPO, sequential: int = 1000, at_once: int = 
                 cpu_at_once = 0.0
                 answered = 0
                 flood_topic = f"{r.reply_topic}/flood"
-                async with answers(port, flood_topic) as got:
-                    for k in range(rounds):
-                        raw_rates.append(await raw.batch(at_once))
-                        cpu0 = cpu_seconds(bridge.pid)
-                        rate, ok = await _flood(port, got, [f"{k}-{n}" for n in range(at_once)])
-                        cpu_at_once += cpu_seconds(bridge.pid) - cpu0
-                        rates.append(rate)
-                        answered += ok
+                for k in range(rounds):
+                    raw_rates.append(await raw.batch(at_once))
+                    cpu0 = cpu_seconds(bridge.pid)
+                    rate, ok = await _flood(port, flood_topic, [f"{k}-{n}" for n in range(at_once)])
+                    cpu_at_once += cpu_seconds(bridge.pid) - cpu0
+                    rates.append(rate)
+                    answered += ok
     return CommandResult(statistics.median(seq), percentile(seq, 0.99),
                          statistics.median(raw_seq), percentile(raw_seq, 0.99),
                          statistics.median(rates), statistics.median(raw_rates),
@@ -165,18 +164,18 @@ async def run_commands(src: Path = REPO, sequential: int = 1000, at_once: int = 
                          cpu_at_once / (rounds * at_once) * 1e6)
 
 
-async def _flood(port: int, got: Answers, ids: list[str], timeout: float = 30.0
+async def _flood(port: int, reply_topic: str, ids: list[str], timeout: float = 30.0
                  ) -> tuple[float, int]:
     """`ids` commands published at once by `mosquitto_pub` (C: Python's paho, building
     v5 properties per message, made this benchmark's client the limit at ~1,600/s);
     commands answered ok per second, counted by `mosquitto_sub`, and how many."""
-    proc = await publisher(port, "modbus/dev/request", got.reply_topic)
-    await asyncio.sleep(0.3)  # connected: the clock runs from the first command
-    before = got.count
-    started = time.perf_counter()
-    await proc.communicate(command_lines(ids, REGISTERS))
-    await got.until(before + 2 * len(ids), timeout)  # a reply and a response each
-    elapsed = time.perf_counter() - started
+    # A reply and a response each.
+    async with answers(port, reply_topic, 2 * len(ids), timeout) as (got, last):
+        proc = await publisher(port, "modbus/dev/request", reply_topic)
+        await asyncio.sleep(0.3)  # connected: the clock runs from the first command
+        started = time.perf_counter()
+        await proc.communicate(command_lines(ids, REGISTERS))
+        elapsed = await last() - started
     ok = sum(1 for rid in ids for a in got.replies.get(rid, ())
              if a.code == "ok" and len(a.registers or ()) == REGISTERS)
     return ok / elapsed, ok
