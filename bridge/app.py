@@ -270,7 +270,8 @@ class Bridge:
         task.add_done_callback(self._handlers.discard)
 
     async def handle(self, message: Inbound) -> None:
-        if await self.instances.handle(message.topic, message.payload):
+        if self.instances.concerns(message.topic) and \
+                await self.instances.handle(message.topic, message.payload):
             return
         await self.router.route(message)
 

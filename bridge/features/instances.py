@@ -36,6 +36,7 @@ class Instances:
         self.claims = claims
         self._on_change = on_change
         self._sync_topic = topics.bridge("sync")
+        self._namespace = topics.bridges_namespace
         self._nonce = os.urandom(8).hex()
         self._synced = asyncio.Event()
         self.settled = asyncio.Event()  # the first sync is done: devices may start
@@ -58,6 +59,12 @@ class Instances:
                             self._sync_topic, SYNC_TIMEOUT)
         await self._settle()
         self.settled.set()
+
+    def concerns(self, topic: str) -> bool:
+        """Whether `topic` may be one of `subscriptions()`: all of them lie in the
+        bridges' namespace, which a device command's topic never does. Asked per
+        command before `handle`, a coroutine and four topic comparisons."""
+        return topic.startswith(self._namespace)
 
     async def handle(self, topic: str, payload: bytes) -> bool:
         """Take a message on one of `subscriptions()`; False if it is not one."""

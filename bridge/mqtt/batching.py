@@ -43,12 +43,14 @@ class BatchingSocket:
         self._retry = _RETRY_MIN
         self._error: OSError | None = None
         self._refilled = False  # in this event-loop turn
-        self._tls_pending = getattr(sock, "pending", None)  # TLS sockets only
+        # TLS sockets only: bytes decrypted already (reading them needs no system call).
+        self._tls_pending = getattr(sock, "pending", None)
 
     # -- reading ------------------------------------------------------------------
 
     def recv(self, bufsize: int) -> bytes:
-        self._raise_error()
+        if self._error is not None:
+            raise self._error
         if self._pos >= len(self._in) and not self._fill():
             return b""
         chunk = self._in[self._pos:self._pos + bufsize]
@@ -60,7 +62,8 @@ class BatchingSocket:
         byte and its body (after the remaining length). None, consuming nothing, when
         the buffer does not hold all of it (or at end of stream): paho's byte-by-byte
         reading then takes over."""
-        self._raise_error()
+        if self._error is not None:
+            raise self._error
         if self._pos >= len(self._in) and not self._fill():
             return None
         buf, start = self._in, self._pos
@@ -81,7 +84,7 @@ class BatchingSocket:
 
     def _fill(self) -> bool:
         """Refill the empty buffer with one `recv`; False at end of stream."""
-        if self._refilled and not self._inner_pending():
+        if self._refilled and not (self._tls_pending and self._tls_pending()):
             raise BlockingIOError  # paho stops reading; the loop calls us again
         data = self._sock.recv(_CHUNK)  # BlockingIOError / SSLWantReadError: to paho
         if not data:
@@ -95,17 +98,15 @@ class BatchingSocket:
     def _next_turn(self) -> None:
         self._refilled = False
 
-    def _inner_pending(self) -> int:
-        """Bytes a TLS socket has decrypted already (reading them needs no system call)."""
-        return int(self._tls_pending()) if self._tls_pending is not None else 0
-
     def pending(self) -> int:
-        return len(self._in) - self._pos + self._inner_pending()
+        tls = self._tls_pending
+        return len(self._in) - self._pos + (int(tls()) if tls is not None else 0)
 
     # -- writing ------------------------------------------------------------------
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
-        self._raise_error()
+        if self._error is not None:
+            raise self._error
         self._out.append(bytes(data))
         if not self._flushing:
             self._flushing = True
@@ -135,10 +136,6 @@ class BatchingSocket:
             return
         self._loop.call_later(self._retry, self._flush)
         self._retry = min(self._retry * 2, _RETRY_MAX)
-
-    def _raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
 
     def close(self) -> None:
         if self._out and self._error is None:

@@ -117,16 +117,21 @@ class Topics:
         """Filters matching topic `name` of every bridge on this base, named or not."""
         return [f"{self.base}/{BRIDGE}/{name}", f"{self.base}/{BRIDGE}/+/{name}"]
 
+    @property
+    def bridges_namespace(self) -> str:
+        """`<base>/bridge/`: where every bridge's own topics lie, named or not."""
+        return f"{self.base}/{BRIDGE}/"
+
     def bridge_of(self, topic: str, name: str) -> str | None:
         """The instance whose topic `name` this is (as `bridges(name)` matches), or None.
         The plain `<base>/bridge/<name>` belongs to an unnamed bridge: "main"."""
-        head = f"{self.base}/{BRIDGE}/"
+        head = self.bridges_namespace
         if not topic.startswith(head) or not topic.endswith("/" + name):
             return None
         middle = topic[len(head):-len(name) - 1]
         if middle == "":
             return DEFAULT_INSTANCE
-        if "/" in middle or not middle or any(c in middle for c in "+#"):
+        if "/" in middle or not middle or "+" in middle or "#" in middle:
             return None
         return middle
 
@@ -189,7 +194,7 @@ class Topics:
             return None
         levels = topic[len(self._prefix):].split("/")
         device = levels[0]
-        if not device or device == BRIDGE or any(c in device for c in "+#"):
+        if not device or device == BRIDGE or "+" in device or "#" in device:
             return None
         if devices is not None and device not in devices:
             return None

@@ -70,3 +70,26 @@ def test_own_messages_are_ignored():
 ])
 def test_instance_names(name, ok):
     assert (instance_problem(name) is None) is ok
+
+
+@pytest.mark.parametrize("instance", [None, "hall2"])
+def test_every_instance_topic_is_recognised_before_handling_and_no_command_is(instance):
+    """Bridge.handle asks `concerns` first and skips Instances.handle for the rest: it
+    must hold every topic the instances subscribe to, and no device command."""
+    from bridge.features.instances import Instances
+    from bridge.mqtt.topics import Topics
+
+    topics = Topics("modbus", instance)
+
+    async def on_change(refused: list[str], contested: list[str]) -> None:
+        raise AssertionError("not called")
+
+    instances = Instances(topics, claims(), on_change)
+    for filt in instances.subscriptions():
+        for topic in (filt.replace("+", "hall1"), filt.replace("/+", "")):
+            assert instances.concerns(topic), topic
+    assert instances.concerns(topics.bridge_state) and instances.concerns(topics.bridge_info)
+    for device in ("meter", "bridges", "bridgehall", "modbus"):
+        for topic in (topics.request(device), topics.set(device), topics.get(device),
+                      topics.set(device) + "/power", topics.response(device)):
+            assert not instances.concerns(topic), topic
