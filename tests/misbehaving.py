@@ -27,6 +27,7 @@ class MisbehavingServer:
         self.requests = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> MisbehavingServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -40,9 +41,15 @@ class MisbehavingServer:
         for writer in list(self._writers):  # ends the handlers' reads
             writer.close()
         await self._server.wait_closed()
+        # On 3.11 wait_closed does not wait for the handlers: one still reading when the
+        # event loop ends is cancelled, and asyncio logs a CancelledError traceback.
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None  # start_server runs each handler as a task
+        self._handlers.add(task)
         try:
             while True:
                 header = await reader.readexactly(7)
@@ -56,6 +63,7 @@ class MisbehavingServer:
             pass
         finally:
             self._writers.discard(writer)
+            self._handlers.discard(task)
             writer.close()
 
     def answer(self, pdu: bytes) -> bytes:
