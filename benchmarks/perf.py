@@ -111,8 +111,10 @@ def _at_once(r: dict[str, Any]) -> str:
     if not c:
         return "-"
     ratio = c.get("at_once_of_raw", c["at_once_per_s"] / c["raw_at_once_per_s"])
+    rounds = c.get("at_once_rounds")
+    spread = f", rounds {min(rounds):.0%}-{max(rounds):.0%}" if rounds else ""
     return (f"{c['at_once_per_s']:.0f}/s vs raw {c['raw_at_once_per_s']:.0f}/s: {ratio:.0%} "
-            "(median of rounds)")
+            f"(median of rounds{spread})")
 
 
 def _burst(r: dict[str, Any]) -> str:
