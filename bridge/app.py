@@ -52,7 +52,7 @@ class Bridge:
         self.wrappers: dict[str, ModbusClientWrapper] = {}
         self.allow_raw: dict[str, bool] = {}
         for dev in config.devices:
-            _log_eid(dev)
+            _log_device(dev)
             wrapper = self.registry.register(dev.transport, dev.id, frame_gap=dev.frame_gap)
             device = Device(dev.id, dev.unit, wrapper.bus, dev.points(), timeout=dev.timeout,
                             retries=dev.retries, max_gap=dev.max_gap)
@@ -276,15 +276,16 @@ class Bridge:
         await self.router.route(message)
 
 
-def _log_eid(dev: DeviceSettings) -> None:
-    """Once at start: what an EID gave, skipped and noted (also in bridge/info)."""
-    if dev.eid is None:
-        return
-    log.info("device %s: %d datapoints from EID %s", dev.id, len(dev.datapoints), dev.eid.file)
-    for ref, why in dev.eid.skipped:
-        log.info("device %s: skipped EID data point %s: %s", dev.id, ref, why)
-    for note in dev.eid.notes:
-        log.warning("device %s: EID: %s", dev.id, note)
+def _log_device(dev: DeviceSettings) -> None:
+    """Once at start: what an EID gave, skipped and noted (also in bridge/info), and
+    which datapoints wear the device's flash (from an EID or the config)."""
+    if dev.eid is not None:
+        log.info("device %s: %d datapoints from EID %s", dev.id, len(dev.datapoints),
+                 dev.eid.file)
+        for ref, why in dev.eid.skipped:
+            log.info("device %s: skipped EID data point %s: %s", dev.id, ref, why)
+        for note in dev.eid.notes:
+            log.warning("device %s: EID: %s", dev.id, note)
     writes_flash = [p.name for p in dev.points() if p.persistent]
     if writes_flash:
         log.info("device %s: writes to %s are stored in flash, which wears: write rarely",

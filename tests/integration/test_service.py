@@ -176,6 +176,56 @@ async def test_a_masked_value_map_write_changes_only_its_bits(mosquitto, line):
             assert response["ok"] is True and response["values"] == {"stage": label}
             assert line.unit(1).holding[7] == stored, label
 
+async def test_a_constant_is_read_once_and_a_flash_datapoint_is_named_at_start(
+        mosquitto, line, caplog):
+    """`constant: true` (an EID's "C" direction: a serial number, a firmware version):
+    read by the first poll, kept in every state after, never polled again; asked for
+    by name it is read anew. `persistent: true` ("RWP": writes wear flash) is named
+    once at start."""
+    config = make_config(mosquitto.port, line.path)
+    config["devices"][0]["datapoints"] += [
+        {"name": "serial_no", "table": "holding", "address": 500, "type": "uint16",
+         "constant": True},
+        {"name": "setpoint", "table": "holding", "address": 600, "type": "uint16",
+         "writable": True, "persistent": True}]
+    unit = line.unit(1)
+    unit.holding[500] = 4711
+    reads: list[tuple[str, int, int]] = []
+    get = unit.get
+
+    def recording_get(table: str, address: int, count: int):  # type: ignore[no-untyped-def]
+        reads.append((table, address, count))
+        return get(table, address, count)
+
+    unit.get = recording_get  # type: ignore[method-assign]
+
+    def reads_of(address: int) -> int:
+        return sum(1 for t, a, n in reads if t == "holding" and a <= address < a + n)
+
+    caplog.set_level("INFO", logger="bridge")
+    async with running_bridge(config), probe(mosquitto.port) as p:
+        first = (await p.expect("modbus/meter1", lambda m: "serial_no" in m.json())).json()
+        assert first["serial_no"] == 4711
+        assert reads_of(500) == 1
+        unit.holding[500] = 1234  # a constant that changes is not a constant: not seen
+        polls = reads_of(600)
+        for n in range(1, 4):  # three more polls, each with a new h0 to publish
+            unit.holding[0] = 1000 + n
+            state = (await p.expect("modbus/meter1",
+                                    lambda m, n=n: m.json().get("h0") == 1000 + n)).json()
+            assert state["serial_no"] == 4711, state
+        assert reads_of(600) >= polls + 3
+        assert reads_of(500) == 1, reads
+        mark = p.mark()
+        await p.publish("modbus/meter1/get", json.dumps(["serial_no"]))
+        response = (await p.expect("modbus/meter1/response", after=mark)).json()
+        assert response["ok"] is True and response["values"] == {"serial_no": 1234}
+        assert reads_of(500) == 2
+    flash = [r.getMessage() for r in caplog.records if "stored in flash" in r.getMessage()]
+    assert flash == ["device meter1: writes to setpoint are stored in flash, which wears: "
+                     "write rarely"], flash
+
+
 @pytest.mark.parametrize(("payload", "code", "field"), ERRORS)
 async def test_every_request_error_is_typed_and_names_the_field(client, payload, code, field):
     response = await client.request("meter1", payload)
