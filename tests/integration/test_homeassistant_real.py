@@ -198,6 +198,7 @@ class Site:
     expected: list[Entity]
     line: SimulatedLine
     inverter: SimUnit
+    mosquitto: Mosquitto
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -222,7 +223,7 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
             await ha.onboard()
             await ha.add_mqtt(mosquitto.port)
             expected = Discovery(config, bridge.topics).entities()
-            yield Site(ha, bridge, config, expected, line, inverter)
+            yield Site(ha, bridge, config, expected, line, inverter, mosquitto)
     finally:
         await ha.stop()
         if tcp is not None:
@@ -417,3 +418,31 @@ async def test_a_silent_unit_makes_its_entities_unavailable_and_back(site: Site)
     finally:
         io.mode = "ok"
     await wait_until(lambda: door("on"), timeout=30, what="available again")
+
+
+async def test_after_a_broker_restart_every_entity_is_back_with_fresh_states(site: Site
+                                                                          ) -> None:
+    """The shipped mosquitto.conf keeps nothing across a restart (persistence false):
+    the retained discovery configs, availabilities and states are gone with it. The
+    bridge reconnects and publishes them again, HA reconnects (its birth message asks
+    for the configs once more), and every entity is available with a value read
+    after the restart. Last in this module: the broker it shares restarts."""
+    await wait_for_entities(site)
+    site.mosquitto.stop()
+    site.inverter.input[1] = 1600  # pv_power (uint32 at input 0-1): 1500 -> 1600
+    site.mosquitto.start()
+    wanted = [e.config["default_entity_id"] for e in site.expected]
+    last: dict[str, str] = {}
+
+    async def back() -> bool:
+        nonlocal last
+        last = await site.ha.states()
+        return last.get("sensor.main_inverter_pv_power") == "1600" and \
+            all(last.get(entity_id) not in (None, "unavailable") for entity_id in wanted)
+    try:
+        await wait_until(back, timeout=90, what="every entity back after the restart")
+    except AssertionError:
+        gone = {e: last.get(e) for e in wanted if last.get(e) in (None, "unavailable")}
+        raise AssertionError(f"pv_power {last.get('sensor.main_inverter_pv_power')!r}, "
+                             f"not back: {gone}\n{site.ha.log_tail()}") from None
+    assert last["binary_sensor.main_bridge_connectivity"] == "on"
