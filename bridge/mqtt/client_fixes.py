@@ -99,9 +99,11 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket,
     """paho reads a packet with a `recv` for its first byte, one per length byte and one
     for its body, each through two wrappers, and keeps the parts in a dict: with three
     packets per command (the command, the PUBACKs of its two answers) that was a sixth
-    of the bridge's CPU per command. A packet the buffer holds whole is handed to
-    paho's handler at once; otherwise (cut off, end of stream, an error) paho's own
-    reading goes on as before, and raises or reports what it finds.
+    of the bridge's CPU per command. Every packet the socket buffer holds whole is
+    handed to paho's handler in one call (paho's loop_read and aiomqtt's reader asked
+    for one packet at a time, with a check of the buffer each); a packet cut off, the
+    end of the stream or an error go to paho's own reading, which raises or reports
+    what it finds.
 
     `shortcuts`, by packet type (PacketTypes.PUBLISH, ...), may take a whole packet
     first, given its first byte and body: True when done with it, False to leave it
@@ -109,27 +111,33 @@ def read_whole_packets(client: paho.Client, sock: BatchingSocket,
     read = client._packet_read
 
     def packet_read() -> MQTTErrorCode:
-        if client._in_packet["command"] != 0:
-            return read()  # a packet paho has started reading
-        try:
-            whole = sock.take_packet()
-        except OSError:  # would block, TLS wants more, a broken connection: paho's call
-            whole = None
-        if whole is None:
-            return read()
-        with client._msgtime_mutex:
-            client._last_bytes_received = paho.time_func()
-        command, body = whole
-        shortcut = shortcuts.get(command >> 4)
-        if shortcut is not None and shortcut(command, body):
-            return MQTTErrorCode.MQTT_ERR_SUCCESS
-        client._in_packet = _in_packet(command, body)
-        try:
-            rc = client._packet_handle()
-        except MalformedPacket:  # as paho does
-            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
-        client._in_packet = _in_packet()  # paho's state between packets
-        return rc
+        taken = 0
+        while client._in_packet["command"] == 0 and client._sock is sock:
+            try:
+                whole = sock.take_packet()
+            except OSError:  # would block, TLS wants more, a broken connection
+                whole = None
+            if whole is None:
+                break
+            if not taken:
+                with client._msgtime_mutex:
+                    client._last_bytes_received = paho.time_func()
+            taken += 1
+            command, body = whole
+            shortcut = shortcuts.get(command >> 4)
+            if shortcut is not None and shortcut(command, body):
+                continue
+            client._in_packet = _in_packet(command, body)
+            try:
+                rc = client._packet_handle()
+            except MalformedPacket:  # as paho does
+                rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+            client._in_packet = _in_packet()  # paho's state between packets
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        # Nothing whole (any more): paho's call, unless whole packets were taken and
+        # the rest can wait for the socket to be readable again.
+        return MQTTErrorCode.MQTT_ERR_SUCCESS if taken else read()
 
     client._packet_read = packet_read  # type: ignore[method-assign]
 
