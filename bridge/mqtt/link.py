@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiomqtt
-import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as paho
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MQTTException
@@ -49,6 +48,7 @@ from bridge.mqtt.client_fixes import (
 )
 from bridge.mqtt.inbox import Inbound, Inbox
 from bridge.mqtt.outbox import Outbox, usable_topic
+from bridge.mqtt.properties import decode_publish
 from bridge.mqtt.properties import install as install_publish_properties
 
 log = logging.getLogger(__name__)
@@ -160,23 +160,23 @@ class MqttLink:
         """A QoS 0/1 PUBLISH straight into the inbox (client_fixes.read_whole_packets).
         paho's handler builds an MQTTMessage (with a threading Condition) per message,
         formats two debug log calls, takes its callback lock and walks its topic
-        matcher. Decoded by paho's own decoder; what does not decode cleanly, and QoS
-        2, is left to paho's handler, which decodes it again and reports, drops or
-        acknowledges it as before."""
-        protocol, put = pc._protocol, self._inbox.put
+        matcher. Decoded as paho decodes it (properties.decode_publish); what does not
+        decode cleanly, and QoS 2, is left to paho's handler, which decodes it again
+        and reports, drops or acknowledges it as before."""
+        v5, put = self.v5, self._inbox.put
 
         def take(command: int, body: bytes) -> bool:
             if command & 0x04:  # QoS 2, or the invalid 3
                 return False
             try:
-                packet = paho_packet.decode_publish(command, body, protocol)
-                message = _inbound(packet.topic.decode("utf-8"), packet.payload,
-                                   packet.retain, packet.properties)
-            except (MQTTException, UnicodeDecodeError):
+                topic, mid, properties, payload = decode_publish(command, body, v5)
+                message = _inbound(topic.decode("utf-8"), payload, bool(command & 0x01),
+                                   properties)
+            except (MQTTException, ValueError, IndexError, KeyError):  # paho's DECODE_ERRORS
                 return False
             put(message)
-            if packet.qos:
-                pc._send_puback(packet.mid)  # client_fixes.acknowledge_at_once's
+            if command & 0x02:  # QoS 1
+                pc._send_puback(mid)  # client_fixes.acknowledge_at_once's
             return True
 
         return take

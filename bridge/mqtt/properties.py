@@ -109,6 +109,35 @@ def _value(buffer: bytes, pos: int, end: int, kind: int) -> tuple[Any, int]:
     return int.from_bytes(buffer[pos:pos + size], "big"), pos + size
 
 
+def decode_publish(command: int, body: bytes, v5: bool
+                   ) -> tuple[bytes, int, PublishProperties | None, bytes]:
+    """A received PUBLISH's topic, packet id (0 at QoS 0), properties (v5) and payload.
+
+    What paho's `_packet.decode_publish` returns, without its three struct formats
+    built from the packet's lengths (each parsed anew: a cache miss per new length)
+    and its wrapper; anything it would refuse raises MalformedPacket or
+    MQTTException here too."""
+    if len(body) < 2:
+        raise MalformedPacket("PUBLISH too short for its topic length")
+    pos = 2 + (body[0] << 8 | body[1])
+    if pos > len(body):
+        raise MalformedPacket("PUBLISH topic exceeds the packet")
+    topic = body[2:pos]
+    if not v5 and pos == 2:
+        raise MalformedPacket("topic can't be empty in MQTTv3")
+    mid = 0
+    if command & 0x06:
+        if pos + 2 > len(body):
+            raise MalformedPacket("PUBLISH too short for its packet id")
+        mid = body[pos] << 8 | body[pos + 1]
+        pos += 2
+    properties = None
+    if v5:
+        properties, used = PublishProperties().unpack(body[pos:])
+        pos += used
+    return topic, mid, properties, body[pos:]
+
+
 def install() -> None:
     """paho's PUBLISH decoder (`_packet.decode_publish`) builds ours from now on."""
     paho_packet.Properties = PublishProperties  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties, VariableByteIntegers
 
 import bridge.mqtt.link  # noqa: F401  (installs the decoder and the U+FEFF fix)
-from bridge.mqtt.properties import PublishProperties
+from bridge.mqtt.properties import PublishProperties, decode_publish
 
 NAMES = ["PayloadFormatIndicator", "MessageExpiryInterval", "ContentType", "ResponseTopic",
          "CorrelationData", "SubscriptionIdentifier", "TopicAlias", "UserProperty"]
@@ -118,3 +118,47 @@ def test_paho_s_publish_decoder_uses_it() -> None:
     assert isinstance(packet.properties, PublishProperties)
     assert packet.properties.ResponseTopic == "r"
     assert (packet.topic, packet.mid, packet.payload) == (b"t", 7, b"payload")
+
+
+def _decoded(command: int, body: bytes, v5: bool) -> Any:
+    """(topic, mid, properties, payload) or the class of the refusal, ours and paho's."""
+    protocol = MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311
+    try:
+        theirs = paho_packet.decode_publish(command, body, protocol)
+        paho_result: Any = (theirs.topic, theirs.mid, props_of(theirs.properties),
+                            theirs.payload)
+    except MQTTException:
+        paho_result = MQTTException
+    try:
+        topic, mid, properties, payload = decode_publish(command, body, v5)
+        our_result: Any = (topic, mid, props_of(properties), payload)
+    except MQTTException:
+        our_result = MQTTException
+    return our_result, paho_result
+
+
+def props_of(properties: Any) -> dict[str, Any] | None:
+    if properties is None:
+        return None
+    return {name: getattr(properties, name) for name in NAMES if hasattr(properties, name)}
+
+
+def test_publish_packets_decode_as_paho_decodes_them_whole_or_cut_off() -> None:
+    """properties.decode_publish (the link's shortcut for every command) and paho's
+    decoder: the same topic, packet id, properties and payload, or both refuse; for
+    v5 and 3.1.1, QoS 0 and 1, every length a packet can be cut to."""
+    rng = random.Random(5)
+    cases = 0
+    for v5 in (True, False):
+        for qos in (0, 1):
+            for topic in (b"", b"t", "modbus/dev/request/é".encode()):
+                props = packed(ResponseTopic="replies/a", CorrelationData=b"\x01\x02",
+                               MessageExpiryInterval=9) if v5 else b""
+                body = len(topic).to_bytes(2, "big") + topic + \
+                    (b"\x01\x2c" if qos else b"") + (props if v5 else b"") + \
+                    rng.randbytes(rng.randrange(1, 50))
+                for cut in range(len(body) + 1):
+                    ours_, paho_ = _decoded(0x30 | qos << 1, body[:cut], v5)
+                    assert ours_ == paho_, (v5, qos, topic, cut)
+                    cases += 1
+    assert cases > 300
