@@ -21,7 +21,7 @@ from bridge.core.parse import (
     parse_set,
     parse_set_point,
 )
-from bridge.core.payload import MAX_PAYLOAD
+from bridge.core.payload import MAX_PAYLOAD, load_json
 from bridge.core.points import Datapoint, DataType, Table
 from bridge.mqtt.results import to_json
 
@@ -252,6 +252,28 @@ def test_id_and_op_are_echoed_when_readable():
     exc = rejected(b'{"id": "a", "op": "read", "op": "read"}')
     assert exc.request_id == "a"
     assert rejected(b"{bad").request_id is None
+
+
+@pytest.mark.parametrize(("payload", "value", "noted"), [
+    (b'{"op": "read", "n": 1}', {"op": "read", "n": 1}, []),
+    (b'{"a": {"b": 1, "b": 2}, "c": [{"d": 1, "d": 3}], "a2": 1}',
+     {"a": {"b": 2}, "c": [{"d": 3}], "a2": 1}, ["b", "d"]),
+    (b'{"x": 1, "x": 2, "x": 3}', {"x": 3}, ["x", "x"]),
+])
+def test_duplicate_keys_are_noted_wherever_they_are_and_the_last_one_wins(
+        payload, value, noted):
+    """payload.load_json decodes with one kept decoder and again, noting duplicates,
+    only when a key repeats: the result is the same either way."""
+    duplicates: list[str] = []
+    assert load_json(payload, duplicates) == value
+    assert duplicates == noted
+    assert load_json(payload) == value
+
+
+def test_a_number_too_long_is_refused_even_after_a_duplicate_key():
+    with pytest.raises(RequestError) as caught:
+        load_json(b'{"a": 1, "a": 2, "n": 1' + b"0" * 5000 + b"}", [])
+    assert caught.value.code == "out_of_range"
 
 
 def test_oversized_payload_names_the_limit():
