@@ -172,7 +172,7 @@ class MqttLink:
                 topic, mid, properties, payload = decode_publish(command, body, v5)
                 message = _inbound(topic.decode("utf-8"), payload, bool(command & 0x01),
                                    properties)
-            except (MQTTException, ValueError, IndexError, KeyError):  # paho's DECODE_ERRORS
+            except (MQTTException, ValueError, IndexError, KeyError):  # paho: malformed
                 return False
             put(message)
             if command & 0x02:  # QoS 1

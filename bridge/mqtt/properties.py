@@ -1,4 +1,4 @@
-"""The MQTT v5 properties of a received PUBLISH, decoded in one pass.
+"""A received PUBLISH and its MQTT v5 properties, decoded in one pass.
 
 paho builds a `Properties` object per received PUBLISH with two fresh tables (every
 property name, every property's type and packets), clears it by trying all 27 names,
@@ -11,7 +11,8 @@ the eight properties a PUBLISH may carry. What it accepts and refuses is paho's 
 unit tests compare the two), with one bound added: a fixed-size value that reaches
 past the property length is malformed too (paho read it from the payload). Strings
 go through client_fixes' U+FEFF-tolerant `read_utf`, as paho's do.
-`install()` makes paho's PUBLISH decoder use it.
+`install()` makes paho's PUBLISH decoder use it; `decode_publish` is that decoder
+without paho's per-message struct formats, for the link's shortcut (link.py).
 """
 
 from __future__ import annotations
