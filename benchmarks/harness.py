@@ -17,8 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,16 +173,18 @@ async def bridge_process(config: dict[str, Any], src: Path = REPO
 
 
 class MessageCounter:
-    """Counts messages by topic with mosquitto_sub (C, so the counting costs this
-    benchmark little), and remembers when each availability turned online."""
+    """Counts messages with mosquitto_sub (C, so the counting costs this benchmark
+    little), remembers when each availability turned online, and when each
+    message on one of the `timed` topics came."""
 
-    def __init__(self, port: int, topic: str, qos: int = 0) -> None:
+    def __init__(self, port: int, topic: str, qos: int = 0, timed: Iterable[str] = ()
+                 ) -> None:
         self.port = port
         self.topic = topic
         self.qos = qos
-        self.counts: Counter[str] = Counter()
         self.total = 0
         self.online_at: dict[str, float] = {}
+        self.arrivals: dict[str, list[float]] = {topic: [] for topic in timed}
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -201,12 +202,10 @@ class MessageCounter:
             line = raw.decode(errors="replace").rstrip("\n")
             topic, _, payload = line.partition(" ")
             self.total += 1
-            self.counts[topic] += 1
+            if topic in self.arrivals:
+                self.arrivals[topic].append(time.perf_counter())
             if topic.endswith("/availability") and payload == "online":
                 self.online_at.setdefault(topic, time.perf_counter())
-
-    def snapshot(self) -> tuple[int, Counter[str]]:
-        return self.total, Counter(self.counts)
 
     async def stop(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
@@ -219,8 +218,9 @@ class MessageCounter:
 
 
 @contextlib.asynccontextmanager
-async def counting(port: int, topic: str = "#", qos: int = 0) -> AsyncIterator[MessageCounter]:
-    counter = MessageCounter(port, topic, qos)
+async def counting(port: int, topic: str = "#", qos: int = 0, timed: Iterable[str] = ()
+                   ) -> AsyncIterator[MessageCounter]:
+    counter = MessageCounter(port, topic, qos, timed)
     await counter.start()
     try:
         yield counter
