@@ -44,9 +44,10 @@ test: setup ha-venv
 
 # Performance scenarios (benchmarks/perf.py): prints a table, writes
 # benchmarks/results/perf.json; then instructions per command under callgrind
-# (benchmarks/instructions.py: a CPU figure the machine's load does not move). BASELINE=<source tree> adds a column measured in the
-# same run (e.g. `git worktree add /tmp/base <commit>`); PEER=<spicierModbus2mqtt
-# checkout> adds the peer's row.
+# (benchmarks/instructions.py: a CPU figure the machine's load does not move).
+# BASELINE=<source tree> adds a column measured in the same run (e.g.
+# `git worktree add /tmp/base <commit>`); PEER=<spicierModbus2mqtt checkout> adds
+# the peer's row.
 bench: setup
 	@command -v valgrind >/dev/null || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends valgrind >/dev/null; }

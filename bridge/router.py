@@ -44,11 +44,10 @@ class Router:
         self.publish = publish
         self.command_deadline = command_deadline
         self._budget = LogBudget(burst=10, period=60.0)
-        self._bridge_topic = topics.bridge_request  # compared with every command's topic
 
     async def route(self, message: Inbound) -> None:
         """Run one command and answer it; a message that is no command is ignored."""
-        if message.topic == self._bridge_topic:
+        if message.topic == self.topics.bridge_request:
             await self._bridge_request(message)
             return
         inbound = self.topics.parse(message.topic)

@@ -36,7 +36,6 @@ class Instances:
         self.claims = claims
         self._on_change = on_change
         self._sync_topic = topics.bridge("sync")
-        self._namespace = topics.bridges_namespace
         self._nonce = os.urandom(8).hex()
         self._synced = asyncio.Event()
         self.settled = asyncio.Event()  # the first sync is done: devices may start
@@ -64,7 +63,7 @@ class Instances:
         """Whether `topic` may be one of `subscriptions()`: all of them lie in the
         bridges' namespace, which a device command's topic never does. Asked per
         command before `handle`, a coroutine and four topic comparisons."""
-        return topic.startswith(self._namespace)
+        return topic.startswith(self.topics.bridges_namespace)
 
     async def handle(self, topic: str, payload: bytes) -> bool:
         """Take a message on one of `subscriptions()`; False if it is not one."""

@@ -73,6 +73,8 @@ class Topics:
         self.instance = instance or DEFAULT_INSTANCE
         self.explicit_instance = instance is not None
         self._prefix = base + "/"
+        # `<base>/bridge/`: where every bridge's own topics lie, named or not.
+        self.bridges_namespace = f"{base}/{BRIDGE}/"
         self._bridge = f"{base}/{BRIDGE}" + (
             f"/{_check_level(instance, 'instance')}" if instance is not None else "")
         self.reply_prefix = reply_prefix
@@ -115,12 +117,7 @@ class Topics:
 
     def bridges(self, name: str) -> list[str]:
         """Filters matching topic `name` of every bridge on this base, named or not."""
-        return [f"{self.base}/{BRIDGE}/{name}", f"{self.base}/{BRIDGE}/+/{name}"]
-
-    @property
-    def bridges_namespace(self) -> str:
-        """`<base>/bridge/`: where every bridge's own topics lie, named or not."""
-        return f"{self.base}/{BRIDGE}/"
+        return [f"{self.bridges_namespace}{name}", f"{self.bridges_namespace}+/{name}"]
 
     def bridge_of(self, topic: str, name: str) -> str | None:
         """The instance whose topic `name` this is (as `bridges(name)` matches), or None.
