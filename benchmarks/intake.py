@@ -139,11 +139,13 @@ class Answers:
 
 
 @contextlib.asynccontextmanager
-async def answers(port: int, reply_topic: str, expect: int, timeout: float
+async def answers(port: int, reply_topic: str, expect: int, timeout: float, *,
+                  responses: bool = True
                   ) -> AsyncIterator[tuple[Answers, Callable[[], Awaitable[float]]]]:
-    """`mosquitto_sub` on the reply topic and every `<base>/<device>/response`, until
-    `expect` answers came (or `timeout`). Yields the answers (to look at after the
-    window) and an awaitable: the moment the last came, by `time.perf_counter()`.
+    """`mosquitto_sub` on the reply topic and (`responses`) every
+    `<base>/<device>/response`, until `expect` answers came (or `timeout`). Yields the
+    answers (to look at after the window) and an awaitable: the moment the last came,
+    by `time.perf_counter()`.
 
     `mosquitto_sub -C` exits after the last answer and writes them to a file: nothing
     of this process runs while the answers come. Reading them from a pipe woke this
@@ -154,7 +156,8 @@ async def answers(port: int, reply_topic: str, expect: int, timeout: float
         with output.open("wb") as sink:
             proc = await asyncio.create_subprocess_exec(
                 "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5",
-                "-q", "1", "-t", reply_topic, "-t", "modbus/+/response",
+                "-q", "1", "-t", reply_topic,
+                *(("-t", "modbus/+/response") if responses else ()),
                 "-F", "%t\t%D\t%p", "-C", str(expect),
                 "-R",  # not the retained answers of earlier commands
                 stdout=sink)
