@@ -179,9 +179,9 @@ class MessageCounter:
     came, with its topic.
 
     Every time is the moment mosquitto_sub received the message (its `%U`), on
-    `time.perf_counter()`'s clock: this process reads the pipe behind, by a varying
-    lag, and a count taken at a moment of its own was off by up to 1 % of a 10 s
-    window (5,047 and 5,144 of 5,100 messages/s in two runs that both kept up)."""
+    `time.perf_counter()`'s clock: this process reads the pipe behind it, by a lag
+    that varies with the machine's load, so a time of its own is not when the
+    message came."""
 
     def __init__(self, port: int, topic: str, qos: int = 0) -> None:
         self.port = port
