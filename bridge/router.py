@@ -83,18 +83,18 @@ class Router:
                 request_id, op = rejected.request_id, rejected.op or op
                 raise rejected.error from None
             fields = await runner.execute(command, deadline)
-            body = results.success(request_id=request_id, op=op, device=runner.id,
+            body = results.success(request_id=request_id, op=op, device=inbound.device,
                                    duration_ms=_ms(started), **fields)
         except BridgeError as exc:
-            body = results.failure(request_id=request_id, op=op, device=runner.id,
+            body = results.failure(request_id=request_id, op=op, device=inbound.device,
                                    error=exc, duration_ms=_ms(started))
         except Exception:
             if self._budget.take("internal") is not None:
                 log.exception("internal error handling %s", clip(message.topic))
-            body = results.failure(request_id=request_id, op=op, device=runner.id,
+            body = results.failure(request_id=request_id, op=op, device=inbound.device,
                                    error=InternalError("internal error"),
                                    duration_ms=_ms(started))
-        await self._answer(message, self.topics.response(runner.id), body)
+        await self._answer(message, self.topics.response(inbound.device), body)
 
     def _retained(self, message: Inbound) -> bool:
         """A retained command would run again at every reconnect: drop it, say so."""

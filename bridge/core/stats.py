@@ -86,7 +86,10 @@ class PortStats(Counters):
     reopens: int = 0  # times the port was opened again after it had been open
 
     def unit(self, unit: int) -> Counters:
-        return self.units.setdefault(unit, Counters())
+        counters = self.units.get(unit)
+        if counters is None:  # not setdefault: it built a Counters (and its deque) per call
+            counters = self.units[unit] = Counters()
+        return counters
 
     def transaction(self, unit: int, code: str | None, seconds: float, now: float) -> None:
         """One attempt on the line: `code` None for success, else the error code
