@@ -187,11 +187,13 @@ class Schedule:
                 return self._take(fallback)
             heapq.heapify(self._heap)
             self._wake.clear()
-            timeout = None if wake_at is None else max(0.0, wake_at - time.monotonic())
+            if wake_at is None:  # an idle port: the next item wakes it
+                await self._wake.wait()
+                continue
             # asyncio.timeout, not wait_for: no task per wait (one loop turn less per
             # transaction on an idle port).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max(0.0, wake_at - time.monotonic())):
                     await self._wake.wait()
 
     def _take(self, entry: tuple[int, int, Item]) -> Item:

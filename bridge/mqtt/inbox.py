@@ -60,8 +60,7 @@ class Inbox:
             return
         self._items.append(message)
         self.size += weight
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        self._wake()
 
     def take(self) -> Inbound | None:
         if not self._items:
@@ -71,14 +70,24 @@ class Inbox:
         return message
 
     async def wait(self, stop: asyncio.Future[None]) -> None:
-        """Until a message is here or `stop` (the connection's end) is done."""
+        """Until a message is here or `stop` (the connection's end) is done.
+
+        One future, which `put` or the end of `stop` resolves: `asyncio.wait` made a
+        waiter and two callbacks of its own and checked both arguments in Python, at
+        every wake-up of the link's loop (each command, when they come one at a time)."""
         if self._items:
             return
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter = asyncio.get_running_loop().create_future()
+        stop.add_done_callback(self._wake)
         try:
-            await asyncio.wait((self._waiter, stop), return_when=asyncio.FIRST_COMPLETED)
+            await waiter
         finally:
+            stop.remove_done_callback(self._wake)
             self._waiter = None
+
+    def _wake(self, _: object = None) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 def _weight(message: Inbound) -> int:
