@@ -11,8 +11,10 @@ The scenario is `benchmarks/commands.py`'s "500 at once" (MQTT v5
 `mosquitto_pub`, answered on two topics), with the bridge under callgrind. The
 process runs twice, with a flood of SMALL and of LARGE commands; the difference of
 the two totals divided by LARGE - SMALL is the cost of one command, free of the
-start-up and the fixed part of the run. Raw pymodbus's cost per read of the same
-registers (the client of commands.py, under callgrind too) is printed beside it.
+start-up and the fixed part of the run. Then the same for commands sent one at a
+time (SEQUENTIAL), where the bridge's loops wake from idle at each one. Raw
+pymodbus's cost per read of the same registers (the client of commands.py, under
+callgrind too) is printed beside it.
 
     python -m benchmarks.instructions [--baseline DIR]
 
@@ -38,6 +40,7 @@ from benchmarks import commands
 from benchmarks.harness import REPO, BridgeProcess, read_port
 
 SMALL, LARGE = 300, 1300
+SEQUENTIAL = 100, 400  # one at a time: ~3x slower under callgrind per command
 
 
 class CountedBridge(BridgeProcess):
@@ -64,8 +67,9 @@ def _totals(out: Path) -> int:
     raise RuntimeError(f"no totals in {out}")
 
 
-async def bridge_instructions(src: Path, flood: int) -> int:
-    """Instructions of a whole bridge run whose one flood is `flood` commands."""
+async def bridge_instructions(src: Path, flood: int, sequential: int = 20) -> int:
+    """Instructions of a whole bridge run whose one flood is `flood` commands, after
+    `sequential` sent one at a time."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         made: list[CountedBridge] = []
@@ -90,7 +94,8 @@ async def bridge_instructions(src: Path, flood: int) -> int:
         for name, value in patch.items():
             setattr(commands, name, value)
         try:
-            result = await commands.run_commands(src, sequential=20, at_once=flood, rounds=1)
+            result = await commands.run_commands(src, sequential=sequential, at_once=flood,
+                                                 rounds=1)
         finally:
             for name, value in saved.items():
                 setattr(commands, name, value)
@@ -103,6 +108,15 @@ async def per_command(src: Path) -> float:
     small = await bridge_instructions(src, SMALL)
     large = await bridge_instructions(src, LARGE)
     return (large - small) / (LARGE - SMALL)
+
+
+async def per_sequential_command(src: Path) -> float:
+    """The same, for commands sent one at a time (each answered before the next): the
+    bridge's loops wake from idle at every command, as they do when a person or a
+    script asks."""
+    small = await bridge_instructions(src, 10, sequential=SEQUENTIAL[0])
+    large = await bridge_instructions(src, 10, sequential=SEQUENTIAL[1])
+    return (large - small) / (SEQUENTIAL[1] - SEQUENTIAL[0])
 
 
 _RAW_CLIENT = """
@@ -155,7 +169,8 @@ async def main() -> None:
     if args.baseline:
         trees = {"baseline": Path(args.baseline).resolve(), **trees}
     for name, src in trees.items():
-        print(f"bridge, {name}: {await per_command(src):,.0f} instructions per command",
+        print(f"bridge, {name}: {await per_command(src):,.0f} instructions per command "
+              f"(500 at once), {await per_sequential_command(src):,.0f} one at a time",
               flush=True)
     print(f"raw pymodbus: {await raw_per_read():,.0f} instructions per read")
 
