@@ -40,7 +40,7 @@ from benchmarks import commands
 from benchmarks.harness import REPO, BridgeProcess, read_port
 
 SMALL, LARGE = 300, 1300
-SEQUENTIAL = 100, 400  # one at a time: ~3x slower under callgrind per command
+SEQUENTIAL = 100, 400  # fewer: each waits for its answer, under callgrind ~50x slower
 
 
 class CountedBridge(BridgeProcess):
