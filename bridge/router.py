@@ -56,7 +56,8 @@ class Router:
             return  # a refused device's commands are the other instance's to answer
         if self._retained(message):
             return
-        runner = self.runners[inbound.device]
+        device = inbound.device
+        runner = self.runners[device]
         started = time.monotonic()
         # A v5 Message Expiry may shorten the deadline, never extend it: the sender
         # does not get to keep a port's queue slot longer than the operator allows.
@@ -70,7 +71,7 @@ class Router:
             try:
                 if inbound.kind == "request":
                     request = parse.parse_request(message.payload, runner.device.points,
-                                                     self.allow_raw[inbound.device])
+                                                     self.allow_raw[device])
                     request_id, op, command = request.id, request.op, request.command
                 elif inbound.kind == "set" and inbound.point is not None:
                     command = parse.parse_set_point(inbound.point, message.payload,
@@ -83,18 +84,18 @@ class Router:
                 request_id, op = rejected.request_id, rejected.op or op
                 raise rejected.error from None
             fields = await runner.execute(command, deadline)
-            body = results.success(request_id=request_id, op=op, device=inbound.device,
+            body = results.success(request_id=request_id, op=op, device=device,
                                    duration_ms=_ms(started), **fields)
         except BridgeError as exc:
-            body = results.failure(request_id=request_id, op=op, device=inbound.device,
+            body = results.failure(request_id=request_id, op=op, device=device,
                                    error=exc, duration_ms=_ms(started))
         except Exception:
             if self._budget.take("internal") is not None:
                 log.exception("internal error handling %s", clip(message.topic))
-            body = results.failure(request_id=request_id, op=op, device=inbound.device,
+            body = results.failure(request_id=request_id, op=op, device=device,
                                    error=InternalError("internal error"),
                                    duration_ms=_ms(started))
-        await self._answer(message, self.topics.response(inbound.device), body)
+        await self._answer(message, self.topics.response(device), body)
 
     def _retained(self, message: Inbound) -> bool:
         """A retained command would run again at every reconnect: drop it, say so."""
