@@ -330,6 +330,13 @@ async def test_each_bridge_device_is_one_ha_device_under_the_bridge(site: Site) 
 async def test_home_assistant_service_calls_change_registers(site: Site) -> None:
     await wait_for_entities(site)
     heatpump, io = site.line.unit(2), site.line.unit(3)
+    targets = ("number.main_heatpump_setpoint", "switch.main_io_relay2",
+               "switch.main_io_relay1", "select.main_heatpump_mode")
+
+    async def available() -> bool:  # registered is not enough: HA acts on a known state
+        states = await site.ha.states()
+        return all(states.get(t) not in (None, "unavailable", "unknown") for t in targets)
+    await wait_until(available, timeout=30, what="the entities' first states in HA")
     calls = [
         ("number", "set_value", "number.main_heatpump_setpoint", {"value": 22.5},
          lambda: heatpump.holding[100] == 225),
@@ -410,6 +417,12 @@ async def test_a_silent_unit_makes_its_entities_unavailable_and_back(site: Site)
 
     async def door(state: str) -> bool:
         return (await site.ha.states()).get("binary_sensor.main_io_door_contact") == state
+    async def flow_shown() -> bool:
+        return (await site.ha.states()).get("sensor.main_heatpump_flow_temperature") \
+            not in (None, "unavailable")
+    # Available first: before HA's first states every entity shows "unavailable".
+    await wait_until(lambda: door("on"), timeout=30, what="available")
+    await wait_until(flow_shown, timeout=30, what="the heat pump's first state")
     io.mode = "silent"
     try:
         await wait_until(lambda: door("unavailable"), timeout=30, what="unavailable")
